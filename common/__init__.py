@@ -1,0 +1,1 @@
+"""Pieces every part of the pipeline shares: configuration and logging."""

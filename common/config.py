@@ -1,0 +1,163 @@
+"""The one configuration loader.
+
+Precedence, highest first: CLI flags (passed as ``overrides``) > environment (and ``.env``)
+> ``config.yaml`` > the defaults written in the dataclasses below. A key that no dataclass
+declares is an error that names it, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from dotenv import load_dotenv
+
+from features.online import FeatureSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"
+
+# Environment variable -> dotted config key.
+ENV_KEYS = {
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers",
+    "MLFLOW_TRACKING_URI": "mlflow.tracking_uri",
+    "COINBASE_WS_URL": "coinbase.ws_url",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration file, variable or flag that cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class CoinbaseConfig:
+    ws_url: str = "wss://advanced-trade-ws.coinbase.com"
+    products: tuple[str, ...] = ("BTC-USD",)
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "localhost:9092"
+    topic_raw: str = "ticks.raw"
+    topic_features: str = "ticks.features"
+    topic_dlq: str = "ticks.dlq"
+    partitions: int = 3
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str = "sqlite:///mlruns.db"
+    experiment: str = "volatility-spike"
+    model_name: str = "volatility-spike"
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    horizon_s: float = 60.0
+    tau_percentile: float = 90.0
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    raw_dir: str = "data/raw"
+    features: str = "data/processed/features.parquet"
+    reports_dir: str = "reports"
+
+
+@dataclass(frozen=True)
+class Config:
+    coinbase: CoinbaseConfig = field(default_factory=CoinbaseConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the Config from yaml, environment and CLI overrides (dotted keys, None = unset)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    if environ is None:
+        load_dotenv(override=False)
+        environ = os.environ
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc}); fix the file") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        data = loaded
+    elif path != DEFAULT_CONFIG_PATH:
+        raise ConfigError(f"config file {path} does not exist")
+    for env_name, dotted in ENV_KEYS.items():
+        if environ.get(env_name):
+            _set_dotted(data, dotted, environ[env_name])
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted, value)
+    return _build(Config, data, "")
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[leaf] = value
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config section '{where or 'top level'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(
+                f"unknown config key '{where}{key}'; known keys here: {', '.join(sorted(known))}"
+            )
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{where}{name}.")
+        else:
+            values[name] = _coerce(value, hint, f"{where}{name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Turn yaml/env values into the declared type: '3' -> 3, 'a,b' or [a, b] -> tuple."""
+    try:
+        if typing.get_origin(hint) is tuple:
+            (item_type, _) = typing.get_args(hint)
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(_coerce(v.strip() if isinstance(v, str) else v, item_type, key) for v in items)
+        if hint is float:
+            return float(value)
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if hint is str:
+            return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config key '{key}' = {value!r} is not a valid {_type_name(hint)}") from exc
+    raise ConfigError(f"config key '{key}' has an unsupported type {hint}")
+
+
+def _type_name(hint: Any) -> str:
+    return "list" if typing.get_origin(hint) is tuple else getattr(hint, "__name__", str(hint))
+
+
