@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,6 +19,7 @@ from features.pipeline import FeaturePipeline, Summary
 from features.ticks import Rejection
 
 CHUNK_ROWS = 65_536
+READ_BLOCK = 1 << 20
 
 
 class InputFileError(Exception):
@@ -44,60 +46,70 @@ def expand_inputs(patterns: Iterable[str]) -> list[Path]:
 
 
 def read_lines(path: Path, on_progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
-    """Non-empty lines of a plain or gzip NDJSON file; unreadable files raise InputFileError.
+    """Lines of a plain or gzip NDJSON file, blank ones left out; unreadable files raise InputFileError.
 
+    Reads in 1 MiB blocks and splits them, which is several times faster than line iteration.
     ``on_progress`` receives the file bytes consumed since its last call.
     """
     try:
         with open(path, "rb") as raw:
-            handle = gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw
+            stream = gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw
+            tail = b""
             reported = 0
-            for count, line in enumerate(handle, 1):
-                if line.strip():
-                    yield line
-                if on_progress is not None and count % 16_384 == 0:
+            while chunk := stream.read(READ_BLOCK):
+                lines = (tail + chunk).split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    if line and not line.isspace():
+                        yield line
+                if on_progress is not None:
                     position = raw.tell()
                     on_progress(position - reported)
                     reported = position
-            if on_progress is not None:
-                on_progress(raw.tell() - reported)
+            if tail and not tail.isspace():
+                yield tail
     except (OSError, EOFError) as exc:
         raise InputFileError(f"{path}: cannot be read ({exc})") from exc
 
 
 class TableBuilder:
-    """Collects row tuples and packs them into Arrow batches so memory stays near table size."""
+    """Collects feature rows and packs them into Arrow batches, so memory stays near table size."""
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.columns = spec.columns
-        self._pending: list[tuple] = []
+        self._schema = pa.schema([pa.field(name, _column_type(name)) for name in self.columns])
+        self._flat: list = []  # rows laid end to end: one list append per row, not per value
         self._batches: list[pa.RecordBatch] = []
-        self._schema = pa.schema(
-            [
-                pa.field(name, _column_type(name))
-                for name in self.columns
-            ]
-        )
 
-    def extend(self, rows: list[tuple]) -> None:
-        self._pending.extend(rows)
-        if len(self._pending) >= CHUNK_ROWS:
+    def extend(self, rows: list[list]) -> None:
+        flat = self._flat
+        for row in rows:
+            flat.extend(row)
+        if len(flat) >= CHUNK_ROWS * len(self.columns):
             self._flush()
 
     def _flush(self) -> None:
-        if self._pending:
-            arrays = [
-                pa.array(values, type=pa.int64()).cast(field.type) if field.name in TIME_COLUMNS
-                else pa.array(values, type=field.type)
-                for values, field in zip(zip(*self._pending), self._schema)
-            ]
-            self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
-            self._pending.clear()
+        if not self._flat:
+            return
+        grid = np.array(self._flat, dtype=object).reshape(-1, len(self.columns))
+        arrays = []
+        for j, field in enumerate(self._schema):
+            column = grid[:, j]
+            if field.name in TIME_COLUMNS:
+                arrays.append(pa.array(column.astype(np.int64)).cast(field.type))
+            elif field.type == pa.string():
+                arrays.append(pa.array(column, type=field.type))
+            else:
+                arrays.append(pa.array(column.astype(np.float64)))
+        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+        self._flat = []
+
+    def to_arrow(self) -> pa.Table:
+        self._flush()
+        return pa.Table.from_batches(self._batches, schema=self._schema)
 
     def to_pandas(self) -> pd.DataFrame:
-        self._flush()
-        table = pa.Table.from_batches(self._batches, schema=self._schema)
-        return table.to_pandas()
+        return self.to_arrow().to_pandas()
 
 
 def _column_type(name: str) -> pa.DataType:

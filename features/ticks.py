@@ -339,3 +339,20 @@ def _epoch_number_ns(value: float) -> int:
 def format_time_ns(ts_ns: int) -> str:
     """ns since epoch -> ISO-8601 UTC with microseconds, for logs and raw records."""
     return (_EPOCH + timedelta(microseconds=ts_ns // 1000)).isoformat().replace("+00:00", "Z")
+
+
+def raw_record(frame_text: str | bytes, received_ns: int, gap: str | None = None) -> bytes:
+    """The project's raw record: the frame exactly as received, plus the local receive time.
+
+    ``gap`` names why the recorder may have missed frames just before this one (reconnect,
+    sequence, heartbeat); replay and the live consumer start a new segment there. The frame
+    must be valid JSON; it is embedded byte for byte unless it spans lines.
+    """
+    text = frame_text.decode() if isinstance(frame_text, bytes) else frame_text
+    text = text.strip()
+    if "\n" in text or "\r" in text:
+        text = orjson.dumps(orjson.loads(text)).decode()
+    head = {"received_at": format_time_ns(received_ns)}
+    if gap:
+        head["gap"] = gap
+    return orjson.dumps(head)[:-1] + b',"frame":' + text.encode() + b"}"

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     total_bytes = sum(p.stat().st_size for p in paths)
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="replay",
                disable=True if args.no_progress or total_bytes < 5_000_000 else None)
+    started = time.perf_counter()
     try:
         table, summary = replay(paths, cfg.features, cfg.label.horizon_s, keep_rejection, bar.update)
     except InputFileError as exc:
@@ -67,12 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         if rejects_file is not None:
             rejects_file.close()
     write_parquet(table, out)
+    seconds = time.perf_counter() - started
 
     report = summary.as_dict()
     report["files"] = len(paths)
     report["rows"] = len(table)
     report["rows_with_label"] = int(table[sigma_column(cfg.label.horizon_s)].notna().sum())
     report["out"] = str(out)
+    report["seconds"] = round(seconds, 3)
+    report["lines_per_s"] = round(summary.lines / seconds) if seconds > 0 else None
     log.info("wrote %d rows to %s", len(table), out)
     print(json.dumps(report))
     return 0
