@@ -27,6 +27,10 @@ ENV_KEYS = {
     "KAFKA_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers",
     "MLFLOW_TRACKING_URI": "mlflow.tracking_uri",
     "COINBASE_WS_URL": "coinbase.ws_url",
+    "MODEL_VARIANT": "serving.variant",
+    "MODEL_URI": "serving.ml_model",
+    "MODEL_VARIANT_FILE": "serving.variant_file",
+    "RATE_LIMIT_PER_MINUTE": "serving.rate_limit_per_minute",
 }
 
 
@@ -38,6 +42,9 @@ class ConfigError(ValueError):
 class CoinbaseConfig:
     ws_url: str = "wss://advanced-trade-ws.coinbase.com"
     products: tuple[str, ...] = ("BTC-USD",)
+    watchdog_s: float = 5.0  # reconnect when no frame (heartbeats come every second) for this long
+    backoff_initial_s: float = 0.5  # first reconnect delay; doubles per failure, with jitter
+    backoff_max_s: float = 30.0  # reconnect delay cap
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,8 @@ class KafkaConfig:
     topic_features: str = "ticks.features"
     topic_dlq: str = "ticks.dlq"
     partitions: int = 3
+    consumer_group: str = "featurizer"
+    topic_predictions: str = "ticks.predictions"
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,27 @@ class PathsConfig:
     raw_dir: str = "data/raw"
     features: str = "data/processed/features.parquet"
     reports_dir: str = "reports"
+    spool_dir: str = "data/spool"  # raw records waiting for an unreachable broker
+    stream_dir: str = "data/processed/stream"  # the live featurizer's Parquet parts and checkpoint
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """The prediction API, the live scorer and the drift monitor (see docs/runbook.md)."""
+
+    variant: str = "ml"  # ml | baseline, used when the variant file does not exist
+    ml_model: str = ""  # "" = models:/<mlflow.model_name>@champion; a model folder also works
+    artifacts_dir: str = "models/artifacts"  # fallback for ml, and home of the baseline
+    baseline_model: str = "zscore"  # the folder under artifacts_dir served as the baseline
+    variant_file: str = "data/serving/model_variant"  # the rollback switch, read while running
+    reload_s: float = 1.0  # how often the variant file is checked
+    model_retry_s: float = 10.0  # how often a model that failed to load is tried again
+    rate_limit_per_minute: int = 100  # per client on /predict; 0 turns it off
+    max_batch_rows: int = 1000
+    scorer_group: str = "scorer"
+    drift_window_minutes: float = 10.0  # compare the last N minutes, every N minutes
+    drift_min_rows: int = 300  # fewer live rows than this: no verdict
+    drift_dir: str = "reports/drift"
 
 
 @dataclass(frozen=True)
@@ -77,6 +107,7 @@ class Config:
     features: FeatureSpec = field(default_factory=FeatureSpec)
     label: LabelConfig = field(default_factory=LabelConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
 
 def load_config(
@@ -134,7 +165,10 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
             values[name] = _build(hint, value, f"{where}{name}.")
         else:
             values[name] = _coerce(value, hint, f"{where}{name}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ConfigError(f"config section '{where.rstrip('.') or 'top level'}': {exc}") from exc
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -151,6 +185,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 raise ValueError(value)
             return int(value)
         if hint is str:
+            if isinstance(value, (dict, list, bool)) or value is None:
+                raise TypeError(value)
             return str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config key '{key}' = {value!r} is not a valid {_type_name(hint)}") from exc

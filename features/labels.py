@@ -34,11 +34,11 @@ def _segment_future_sigma(ts: np.ndarray, returns: np.ndarray, horizon_ns: int) 
     r[0] = 0.0
     cum = np.concatenate([[0.0], np.cumsum(r)])
     cum_sq = np.concatenate([[0.0], np.cumsum(r * r)])
-    idx = np.arange(len(ts))
+    start = np.searchsorted(ts, ts, side="right")  # first tick strictly after t
     end = np.searchsorted(ts, ts + horizon_ns, side="right")  # first tick beyond t + horizon
-    n = end - (idx + 1)  # returns of ticks i+1 .. end-1
-    total = cum[end] - cum[idx + 1]
-    total_sq = cum_sq[end] - cum_sq[idx + 1]
+    n = end - start  # returns of ticks start .. end-1
+    total = cum[end] - cum[start]
+    total_sq = cum_sq[end] - cum_sq[start]
     with np.errstate(invalid="ignore", divide="ignore"):
         var = total_sq / n - (total / n) ** 2
     sigma = np.sqrt(np.clip(var, 0.0, None))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import gzip
 import os
+import zlib
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -68,7 +69,7 @@ def read_lines(path: Path, on_progress: Callable[[int], None] | None = None) -> 
                     reported = position
             if tail and not tail.isspace():
                 yield tail
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputFileError(f"{path}: cannot be read ({exc})") from exc
 
 
