@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup test bench replay clean
+.PHONY: help setup test bench replay demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,14 +20,40 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-test: setup  ## the whole test suite: unit, property, golden replays, integration
+test: setup compose-tool  ## the whole test suite: unit, property, golden replays, integration
 	$(PY) -m pytest
+
+demo: setup  ## the whole job on the bundled sample, no Docker/network: replay, train (MLflow in sqlite), infer, reports
+	bash scripts/demo.sh
 
 replay: setup  ## replay the bundled real sample into data/processed/features.parquet
 	$(PY) scripts/replay.py --raw 'data/sample/btcusd-2025-12/*.ndjson.gz' --out data/processed/features.parquet
 
 bench: setup  ## benchmarks; figures go to reports/benchmarks.md
 	$(PY) scripts/bench_replay.py
+	$(PY) scripts/bench_models.py
+	$(PY) scripts/bench_streaming.py
 
 clean:  ## remove generated data and the virtual environment
 	rm -rf $(VENV) data/processed/*.parquet .pytest_cache .hypothesis
+
+.PHONY: kafka kafka-down ingest featurize compose-tool
+
+kafka: setup  ## start the local Kafka-compatible broker on localhost:9092 and create the topics (no Docker)
+	$(PY) scripts/local_kafka.py start
+
+kafka-down: setup  ## stop the local broker (it keeps topics in memory: they are gone)
+	$(PY) scripts/local_kafka.py stop
+
+ingest: setup  ## 15 minutes of live BTC-USD ticks into ticks.raw, mirrored to data/raw/
+	$(PY) scripts/ws_ingest.py --pair BTC-USD --minutes 15 --save-disk
+
+featurize: setup  ## live features: ticks.raw -> ticks.features and data/processed/stream/ (Ctrl-C stops)
+	$(PY) features/featurizer.py --topic_in ticks.raw --topic_out ticks.features
+
+compose-tool:  ## install Debian's docker-compose when missing (the tests validate docker/compose.yaml with it)
+	@command -v docker-compose >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+		echo "installing docker-compose (Debian package) to validate docker/compose.yaml"; \
+		{ $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } \
+		|| { echo "could not install docker-compose: run 'apt-get install docker-compose' as root"; exit 1; }; }

@@ -60,10 +60,12 @@ class FeatureSpec:
 
     @property
     def model_features(self) -> tuple[str, ...]:
-        """The stationary columns a model may use (no price levels, ids or times)."""
-        return ("log_return", "spread_bps", "book_imbalance", "segment_age_s") + self.columns[
-            len(BASE_COLUMNS) :
-        ]
+        """The stationary market columns a model may use.
+
+        Left out: ids, times and price levels, and ``segment_age_s``, which measures how long
+        the recorder has been connected, not the market (a model learns recording artefacts from it).
+        """
+        return ("log_return", "spread_bps", "book_imbalance") + self.columns[len(BASE_COLUMNS) :]
 
 
 class ProductState:

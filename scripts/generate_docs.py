@@ -1,0 +1,67 @@
+"""Write docs/model_card_v1.md and docs/scoping_brief.pdf from the last run's real figures.
+
+    python scripts/generate_docs.py [--artifacts models/artifacts] [--eval reports/model_eval.json]
+        [--drift reports/evidently/summary.json] [--out-dir docs]
+
+Run it after models/train.py, scripts/generate_eval_report.py and
+scripts/generate_evidently_report.py (make demo does); the evaluation and drift inputs are
+optional and their sections are left out when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from common.logs import setup_logging
+from models.artifacts import DEFAULT_ARTIFACTS, SUMMARY_FILE
+
+log = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="training artifacts (default: %(default)s)")
+    parser.add_argument("--eval", type=Path, default=Path("reports/model_eval.json"), help="evaluation figures (default: %(default)s)")
+    parser.add_argument("--drift", type=Path, default=Path("reports/evidently/summary.json"),
+                        help="drift summary (default: %(default)s)")
+    parser.add_argument("--out-dir", type=Path, default=Path("docs"), help="where to write (default: %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _read(path: Path, required: bool) -> dict | None:
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"{path}: not found; run models/train.py first")
+        log.warning("%s not found: its section is left out", path)
+        return None
+    return json.loads(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        summary = _read(args.artifacts / SUMMARY_FILE, required=True)
+        evaluation = _read(args.eval, required=False)
+        drift = _read(args.drift, required=False)
+    except (FileNotFoundError, json.JSONDecodeError) as exc:
+        print(f"generate_docs: {exc}", file=sys.stderr)
+        return 2
+    from models.docs import model_card, scoping_brief  # reportlab: after --help
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    card = args.out_dir / "model_card_v1.md"
+    card.write_text(model_card(summary, evaluation, drift))
+    brief = args.out_dir / "scoping_brief.pdf"
+    scoping_brief(summary, evaluation, brief)
+    print(f"wrote {card} and {brief}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
