@@ -17,14 +17,22 @@ def sigma_column(horizon_s: float) -> str:
 
 
 def add_future_sigma(table: pd.DataFrame, horizon_s: float = 60.0) -> pd.DataFrame:
-    """Return ``table`` with the future-volatility column added (rows keep their order)."""
+    """Return ``table`` with the future-volatility column added (rows keep their order).
+
+    Rows of a product must be in the order the feature pipeline produced them.
+    """
     sigma = np.full(len(table), np.nan)
     if len(table):
         ts = table["ts"].to_numpy("datetime64[ns]").view("int64")
         returns = table["log_return"].to_numpy("float64")
         horizon_ns = round(horizon_s * 1e9)
-        for positions in table.groupby(["product_id", "segment"], sort=False).indices.values():
-            sigma[positions] = _segment_future_sigma(ts[positions], returns[positions], horizon_ns)
+        for positions in table.groupby("product_id", sort=False).indices.values():
+            # A segment's first tick is the only row without a log return. Splitting there,
+            # rather than grouping by the segment column, keeps two segments apart even when
+            # they start at the same instant (a recorder gap flagged within one timestamp).
+            for segment in np.split(positions, np.flatnonzero(np.isnan(returns[positions]))):
+                if len(segment):
+                    sigma[segment] = _segment_future_sigma(ts[segment], returns[segment], horizon_ns)
     return table.assign(**{sigma_column(horizon_s): sigma})
 
 
