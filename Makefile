@@ -33,6 +33,7 @@ bench: setup  ## benchmarks; figures go to reports/benchmarks.md
 	$(PY) scripts/bench_replay.py
 	$(PY) scripts/bench_models.py
 	$(PY) scripts/bench_streaming.py
+	$(PY) scripts/load_test.py
 
 clean:  ## remove generated data and the virtual environment
 	rm -rf $(VENV) data/processed/*.parquet .pytest_cache .hypothesis
@@ -57,3 +58,23 @@ compose-tool:  ## install Debian's docker-compose when missing (the tests valida
 		echo "installing docker-compose (Debian package) to validate docker/compose.yaml"; \
 		{ $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } \
 		|| { echo "could not install docker-compose: run 'apt-get install docker-compose' as root"; exit 1; }; }
+
+.PHONY: serve rollback rollforward serving-status drift load-test
+
+serve: setup  ## the API (http://127.0.0.1:8000/docs) and the live scorer on the local broker (make kafka first)
+	$(PY) scripts/serve.py
+
+rollback: setup  ## switch the running API and scorer to the baseline model, and confirm
+	$(PY) scripts/rollback.py baseline
+
+rollforward: setup  ## switch the running API and scorer back to the ML model, and confirm
+	$(PY) scripts/rollback.py ml
+
+serving-status: setup  ## which variant is asked for, and what the API and the scorer serve
+	$(PY) scripts/rollback.py status
+
+drift: setup  ## live drift monitor: last 10 min of ticks.features vs the training rows (metrics on :9102)
+	$(PY) scripts/drift_monitor.py
+
+load-test: setup  ## API load test at 25/50/100/200 req/s on loopback; figures to reports/benchmarks.md
+	$(PY) scripts/load_test.py

@@ -1,0 +1,98 @@
+"""Helpers for the streaming tests: ports, bounded waits, subprocesses, reading outputs."""
+
+from __future__ import annotations
+
+import time
+
+from pathlib import Path
+
+import orjson
+from kafka import TopicPartition
+
+from common.kafka import make_consumer
+from testkit import PYTHON, Proc, free_port, wait_until  # noqa: F401  (re-exported for the tests)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FRAMES_FILE = REPO_ROOT / "tests" / "data" / "btcusd-2026-04-05-frames.ndjson.gz"
+
+
+def ingest_args(url: str, bootstrap: str | None, workdir: Path, minutes: float = 2.0, extra: tuple = ()) -> list[str]:
+    """ws_ingest.py with fast test timings: 1 s watchdog, backoff capped at 0.2 s."""
+    args = ["scripts/ws_ingest.py", "--pair", "BTC-USD", "--minutes", str(minutes), "--save-disk",
+            "--ws-url", url, "--raw-dir", str(workdir / "raw"), "--spool-dir", str(workdir / "spool"),
+            "--watchdog-seconds", "1", "--backoff-initial-seconds", "0.05", "--backoff-max-seconds", "0.2"]
+    if bootstrap is None:
+        args.append("--no-kafka")
+    else:
+        args += ["--bootstrap", bootstrap]
+    return args + list(extra)
+
+
+def mirrored_records(raw_dir: Path) -> list[dict]:
+    """Complete raw records in the mirror files, in replay order (sorted names).
+
+    A line still being written (no newline yet) is left for the next look.
+    """
+    records = []
+    for path in sorted(raw_dir.glob("*.ndjson")):
+        for line in path.read_bytes().split(b"\n")[:-1]:
+            if line.strip():
+                records.append(orjson.loads(line))
+    return records
+
+
+def consume_values(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0,
+                   distinct: bool = False) -> list[tuple]:
+    """Read a topic from the beginning (no group) until ``expected`` records: (partition, offset, key, value).
+
+    ``distinct`` counts different values only (delivery around an outage may repeat some).
+    """
+    consumer = make_consumer(bootstrap, None, consumer_timeout_ms=500, fetch_max_wait_ms=100)
+    try:
+        partitions = wait_until(lambda: consumer.partitions_for_topic(topic), 10, f"topic {topic}")
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
+        out: list[tuple] = []
+        deadline = time.monotonic() + timeout_s
+        def count() -> int:
+            return len({value for *_, value in out}) if distinct else len(out)
+
+        while count() < expected and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend((r.partition, r.offset, r.key, r.value) for r in records)
+        return out
+    finally:
+        consumer.close()
+
+
+def featurizer_args(bootstrap: str, out_dir: Path, extra: tuple = ()) -> list[str]:
+    """features/featurizer.py flushing twice a second, so a test sees several parts and checkpoints."""
+    return ["features/featurizer.py", "--topic_in", "ticks.raw", "--topic_out", "ticks.features",
+            "--bootstrap", bootstrap, "--out-dir", str(out_dir), "--flush-seconds", "0.5", *extra]
+
+
+def read_parts(out_dir: Path):
+    """The featurizer's Parquet parts, concatenated in the order they were written."""
+    import pandas as pd
+
+    parts = sorted(out_dir.glob("part-*.parquet"))
+    if not parts:
+        return None
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+
+
+def count_part_rows(out_dir: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in out_dir.glob("part-*.parquet"))
+
+
+def replay_mirror(raw_dir: Path):
+    """What replay makes of the mirrored files, without the future-looking label column."""
+    from common.config import load_config
+    from features.labels import sigma_column
+    from features.replay import expand_inputs, replay
+
+    cfg = load_config()
+    table, _ = replay(expand_inputs([str(raw_dir / "*.ndjson")]), cfg.features, cfg.label.horizon_s)
+    return table.drop(columns=[sigma_column(cfg.label.horizon_s)])

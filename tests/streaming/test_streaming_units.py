@@ -1,0 +1,133 @@
+"""Pure pieces of the live pipeline, without network: gap tracking, files, checkpoints."""
+
+from __future__ import annotations
+
+import base64
+
+import orjson
+import pytest
+
+from features.online import FeatureSpec
+from features.pipeline import Summary
+from features.ticks import raw_record
+from streaming.featurizer import Checkpoint, FeaturizerError, load_checkpoint, received_at, save_checkpoint
+from streaming.ingest import Counters, FrameHandler, subscribe_messages
+from streaming.publisher import Publisher
+from streaming.sinks import RotatingMirror, Spool
+from streaming_helpers import free_port
+
+NS = 1_775_428_513_000_000_000
+
+
+def ticker(seq: int, *products: str) -> bytes:
+    tickers = [{"type": "ticker", "product_id": p, "price": "1", "best_bid": "1", "best_ask": "2"} for p in products]
+    return orjson.dumps({"channel": "ticker", "timestamp": "2026-04-05T22:35:14.009945409Z", "sequence_num": seq,
+                         "events": [{"type": "update", "tickers": tickers}]})
+
+
+def heartbeat(seq: int, counter: int | str) -> bytes:
+    return orjson.dumps({"channel": "heartbeats", "timestamp": "2026-04-05T22:35:14Z", "sequence_num": seq,
+                         "events": [{"current_time": "now", "heartbeat_counter": counter}]})
+
+
+def gaps(outgoing) -> list:
+    return [orjson.loads(o.value).get("gap") for o in outgoing if o.topic_role == "raw"]
+
+
+def test_subscribe_messages_are_one_per_channel_without_credentials():
+    messages = [orjson.loads(m) for m in subscribe_messages(("BTC-USD", "ETH-USD"))]
+    assert messages == [
+        {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": "ticker"},
+        {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": "heartbeats"},
+    ]
+
+
+def test_gaps_mark_the_next_record_of_every_product_once():
+    counters = Counters()
+    handler = FrameHandler(("BTC-USD", "ETH-USD"), counters)
+    handler.connection_started(first=True)
+    out = handler.handle(ticker(1, "BTC-USD"), NS) + handler.handle(ticker(2, "BTC-USD"), NS)
+    assert gaps(out) == ["start", None]
+    out = handler.handle(ticker(5, "ETH-USD"), NS)  # 3 and 4 missing: a sequence gap, but ETH's start is older
+    assert gaps(out) == ["start"] and counters.sequence_gaps == 1
+    out = handler.handle(ticker(6, "BTC-USD"), NS) + handler.handle(ticker(7, "ETH-USD"), NS)
+    assert gaps(out) == ["sequence", None]
+    handler.handle(heartbeat(8, "10"), NS)
+    handler.handle(heartbeat(9, 12), NS)  # counter 11 missing
+    assert counters.heartbeat_gaps == 1 and counters.heartbeats == 2
+    out = handler.handle(ticker(10, "BTC-USD", "ETH-USD"), NS)
+    assert gaps(out) == ["heartbeat"]
+    assert out[0].key == b"BTC-USD"
+    handler.connection_started(first=False)
+    assert gaps(handler.handle(ticker(0, "ETH-USD"), NS)) == ["reconnect"]  # numbering restarts per connection
+    assert counters.sequence_gaps == 1 and counters.tickers == 7
+
+
+def test_bad_frames_go_to_the_dlq_with_their_bytes():
+    counters = Counters()
+    handler = FrameHandler(("BTC-USD",), counters)
+    handler.connection_started(first=True)
+    garbage = b"\xff\xfe not json"
+    (dlq,) = handler.handle(garbage, NS)
+    record = orjson.loads(dlq.value)
+    assert dlq.topic_role == "dlq" and record["reason"] == "invalid_json" and record["source"] == "ws_ingest"
+    assert base64.b64decode(record["original_b64"]) == garbage
+    (error,) = handler.handle(b'{"type": "error", "message": "failure to subscribe"}', NS)
+    assert orjson.loads(error.value)["reason"] == "server_error"
+    assert handler.handle(b'[1, 2]', NS)[0].topic_role == "dlq"
+    assert handler.handle(b'{"channel": "subscriptions", "events": []}', NS) == []
+    assert counters.rejected == 3 and counters.other_frames == {"subscriptions": 1} and counters.frames == 4
+
+
+def test_spool_keeps_order_across_restarts_and_skips_a_torn_line(tmp_path):
+    path = tmp_path / "x.spool"
+    spool = Spool(path)
+    for i in range(3):
+        spool.append("ticks.raw", b"BTC-USD", b'{"i":%d}' % i)
+    spool.close()
+    with open(path, "ab") as handle:
+        handle.write(b'{"topic": "ticks.raw", "key"')  # a crash in the middle of a line
+    again = Spool(path)
+    assert again.pending == 4
+    assert again.records() == [("ticks.raw", b"BTC-USD", b'{"i":%d}' % i) for i in range(3)]
+    again.clear()
+    assert again.pending == 0 and not path.exists()
+
+
+def test_mirror_rotates_and_names_sort_in_write_order(tmp_path):
+    mirror = RotatingMirror(tmp_path, rotate_bytes=100)
+    lines = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * 40) for i in range(10)]
+    for line in lines:
+        mirror.write(line)
+    mirror.close()
+    files = sorted(tmp_path.glob("raw-*.ndjson"))
+    assert len(files) == 5 and files == mirror.files
+    assert b"".join(p.read_bytes() for p in files).splitlines() == lines
+
+
+def test_received_at_is_read_from_the_raw_record_prefix():
+    record = raw_record('{"channel":"ticker"}', NS, "reconnect")
+    assert received_at(record) == orjson.loads(record)["received_at"]
+    assert received_at(b'{"channel":"ticker"}') is None
+
+
+def test_checkpoint_round_trip_and_refusal_of_other_settings(tmp_path):
+    path = tmp_path / "_checkpoint.pkl"
+    spec = FeatureSpec()
+    save_checkpoint(path, Checkpoint(spec, "ticks.raw", {}, {}, Summary(lines=7), 3))
+    restored = load_checkpoint(path, spec, "ticks.raw")
+    assert restored is not None and restored.summary.lines == 7 and restored.next_part == 3
+    with pytest.raises(FeaturizerError, match="use another --group"):
+        load_checkpoint(path, FeatureSpec(windows_s=(10.0,)), "ticks.raw")
+    assert load_checkpoint(tmp_path / "absent.pkl", spec, "ticks.raw") is None
+
+
+def test_publisher_spools_in_order_when_no_broker_answers(tmp_path):
+    spool = Spool(tmp_path / "x.spool")
+    publisher = Publisher(f"127.0.0.1:{free_port()}", {"ticks.raw": 1}, spool, retry_s=0.05)
+    publisher.start()
+    for i in range(5):
+        publisher.submit("ticks.raw", b"BTC-USD", b'{"i":%d}' % i)
+    publisher.close(timeout_s=1)
+    assert publisher.stats.spooled == 5 and publisher.stats.acked == {}
+    assert [v for _, _, v in Spool(tmp_path / "x.spool").records()] == [b'{"i":%d}' % i for i in range(5)]
