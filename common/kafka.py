@@ -1,11 +1,14 @@
 """Kafka plumbing shared by the ingestor, the featurizer and the checks.
 
 Factories set the options this project depends on, in one place:
-  * producers: acks=all, no idempotence and one request in flight (order survives retries,
-    and a producer keeps working across a restart of a broker that lost its state),
-    no topic auto-creation (topics are created explicitly with their partition counts);
-  * consumers: manual commits, no auto-creation, and the session/heartbeat timeouts that
-    let a group join in about 3 s on the local broker instead of about 23 s.
+  * producers: acks=all and idempotent wherever the broker supports it (kafka-python's default,
+    which it turns off for brokers older than 0.11): retries neither repeat nor reorder records;
+  * consumers: manual commits and the session/heartbeat timeouts that let a group join in
+    seconds rather than half a minute.
+Topics are never auto-created: ``ensure_topics`` creates them with their partition counts before
+anyone produces (kafka-python does not pass ``allow_auto_create_topics=False`` on to the broker,
+so the code never relies on it). ``stop_producer`` really stops a producer: kafka-python's
+``close(timeout=0)`` raises while batches are pending and leaves the producer sending.
 """
 
 from __future__ import annotations
@@ -37,15 +40,12 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "heartbeat_interval_ms": 2000,
     "enable_auto_commit": False,
     "auto_offset_reset": "earliest",
-    "allow_auto_create_topics": False,
 }
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
     "acks": "all",
-    "enable_idempotence": False,
-    "max_in_flight_requests_per_connection": 1,
-    "allow_auto_create_topics": False,
-    "linger_ms": 0,  # one request in flight: records batch up behind it under load anyway
+    "max_in_flight_requests_per_connection": 5,  # the most idempotence keeps in order
+    "linger_ms": 0,  # records batch up behind the requests in flight under load anyway
     "retries": 2_147_483_647,
     "request_timeout_ms": 3000,
     "delivery_timeout_ms": 5000,  # a record not acknowledged by then fails: the caller spools or retries
@@ -53,6 +53,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "reconnect_backoff_max_ms": 1000,
 }
 DLQ_PARTITIONS = 1
+MAX_RECORD_BYTES = 1_000_000  # a bigger record would be refused (broker and producer limits are 1 MiB)
+DLQ_ORIGINAL_BYTES = 16_384  # a DLQ record keeps at most this much of the original (and its size)
 
 
 class BrokerUnavailable(ConnectionError):
@@ -157,9 +159,9 @@ class TopicInfo:
 def ensure_topics(bootstrap: str, wanted: dict[str, int], timeout_s: float = 10.0) -> dict[str, TopicInfo]:
     """Create the topics that are missing, with their partition counts, and describe them all.
 
-    Needed at every (re)connection: the local broker keeps topics in memory, so after a
-    restart they are gone and must exist (with the right partition count) before anyone
-    produces. An existing topic with another partition count is kept and logged.
+    Called before producing, at every (re)connection: the broker never creates a topic on its
+    own here, and an in-memory demo broker loses its topics on restart. An existing topic with
+    another partition count is kept and logged.
     """
     if not wanted:
         return {}
@@ -217,30 +219,51 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
 
 def dlq_record(reason: str, detail: str, original: bytes, source: str, received_ns: int,
                **context: Any) -> bytes:
-    """The DLQ record: why, where from, and the original bytes (base64, exact).
+    """The DLQ record: why, where from, the original's size and its bytes (base64).
 
-    ``context`` adds what locates the original (topic, partition, offset, key).
+    The original is kept exactly up to ``DLQ_ORIGINAL_BYTES``; beyond that its prefix, with
+    ``original_truncated``, so that a DLQ record always fits in Kafka. ``context`` adds what
+    locates the original (topic, partition, offset, key).
     """
+    kept = original[:DLQ_ORIGINAL_BYTES]
     record = {
         "reason": reason,
-        "detail": detail,
+        "detail": detail[:1000],
         "source": source,
         "received_at": format_time_ns(received_ns),
         **context,
-        "original_b64": base64.b64encode(original).decode(),
+        "original_size": len(original),
+        "original_truncated": len(kept) < len(original),
+        "original_b64": base64.b64encode(kept).decode(),
     }
     return orjson.dumps(record)
 
 
+def stop_producer(producer: KafkaProducer, timeout_s: float = 10.0) -> None:
+    """Stop ``producer`` for real, dropping what it has not sent: when this returns, its I/O
+    thread has ended and its connections are closed, so it can write nothing more.
+
+    Its pending futures fail ("Producer is closed forcefully"); the caller keeps those records
+    (the ingestor's journal) and sends them again with a new producer.
+    """
+    sender = producer._sender  # kafka-python offers no public forced close
+    sender.force_close()
+    sender.join(timeout_s)
+    if sender.is_alive():
+        raise RuntimeError(f"the Kafka producer's I/O thread did not stop within {timeout_s:.0f} s")
+    producer.close(timeout=0)  # nothing pending any more: releases metrics and serializers
+
+
 def close_quietly(clients: Iterable[Any]) -> None:
-    """Close Kafka clients at shutdown without waiting on a broker that may be gone."""
+    """Close Kafka clients at shutdown without waiting on a broker that may be gone (producers
+    are stopped for real: whatever they still hold is dropped, so flush first what matters)."""
     for client in clients:
         if client is None:
             continue
         try:
-            client.close(timeout=0) if isinstance(client, KafkaProducer) else client.close()
-        except (KafkaError, OSError) as exc:
-            log.debug("closing %s: %s", type(client).__name__, exc)
+            stop_producer(client) if isinstance(client, KafkaProducer) else client.close()
+        except (KafkaError, OSError, RuntimeError) as exc:
+            log.warning("closing %s: %s", type(client).__name__, exc)
 
 
 class _OncePerInterval(logging.Filter):

@@ -4,8 +4,9 @@
 
 Subscribes to the ticker and heartbeats channels (no credentials), reconnects with capped
 exponential backoff and jitter, and reconnects when no frame arrives for --watchdog-seconds.
-While Kafka is unreachable it keeps ingesting and spools records to disk, delivered in order
-when the broker is back. Stops after --minutes, on SIGINT or SIGTERM, and prints one JSON
+Every record is journaled to disk before Kafka is asked to take it: while Kafka is unreachable
+the journal is the spool, delivered in order when the broker is back, and a crashed run's
+undelivered records go first in the next run. A status line is logged every 10 s. Stops after --minutes, on SIGINT or SIGTERM, and prints one JSON
 line of counters on stdout.
 """
 
@@ -21,7 +22,8 @@ from pathlib import Path
 from common.config import ConfigError, load_config
 from common.kafka import tame_client_logs, broker_answers, topic_partitions, unavailable_message
 from common.logs import setup_logging
-from streaming.ingest import IngestSettings, Ingestor, Outputs, counters_json, default_spool_path, run_ingest
+from streaming.ingest import IngestSettings, Ingestor, Outputs, counters_json, default_journal_path, run_ingest
+from streaming.journal import JournalBusy
 
 log = logging.getLogger(__name__)
 PAIR = re.compile(r"^[A-Z0-9]{2,10}-[A-Z0-9]{2,10}$")
@@ -38,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ws-url", help="WebSocket URL (default: COINBASE_WS_URL or coinbase.ws_url)")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or kafka.bootstrap_servers)")
     parser.add_argument("--raw-dir", type=Path, help="mirror directory (default: paths.raw_dir)")
-    parser.add_argument("--spool-dir", type=Path, help="spool directory (default: paths.spool_dir)")
+    parser.add_argument("--spool-dir", type=Path, help="journal directory (default: paths.spool_dir)")
     parser.add_argument("--watchdog-seconds", type=float, help="reconnect after this long without a frame")
     parser.add_argument("--backoff-initial-seconds", type=float, help="first reconnect delay")
     parser.add_argument("--backoff-max-seconds", type=float, help="reconnect delay cap")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     kafka = cfg.kafka
     bootstrap = None if args.no_kafka else kafka.bootstrap_servers
     if bootstrap is not None and not broker_answers(bootstrap):
-        log.warning("%s; ingesting anyway and spooling until it does", unavailable_message(bootstrap))
+        log.warning("%s; ingesting anyway and journaling until it does", unavailable_message(bootstrap))
     spool_dir = args.spool_dir or Path(cfg.paths.spool_dir)
     outputs = Outputs(
         raw_dir=(args.raw_dir or Path(cfg.paths.raw_dir)) if save_disk else None,
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         topic_raw=kafka.topic_raw,
         topic_dlq=kafka.topic_dlq,
         topics=topic_partitions(kafka),
-        spool_path=default_spool_path(spool_dir, products),
+        journal_path=default_journal_path(spool_dir, products),
     )
     settings = IngestSettings(
         url=cfg.coinbase.ws_url,
@@ -111,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
-    counters = run_ingest(settings, outputs, on_ready=install_signals)
+    try:
+        counters = run_ingest(settings, outputs, on_ready=install_signals)
+    except JournalBusy as exc:
+        print(f"ws_ingest: {exc}", file=sys.stderr)
+        return 1
     print(counters_json(counters), flush=True)
     return 0
 

@@ -1,4 +1,4 @@
-"""Line-oriented files that survive a crash: the raw mirror and the spool.
+"""Line-oriented files that survive a crash: the raw mirror and the journal's file.
 
 Every line goes out in one ``os.write`` on an O_APPEND descriptor, so once ``write`` returns
 the line belongs to the kernel: a crash of the process loses nothing already written, and
@@ -13,9 +13,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
-import orjson
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +29,10 @@ class LineFile:
         self._last_sync = time.monotonic()
         self._dirty = False
         self.bytes = os.fstat(self._fd).st_size
+
+    @property
+    def fd(self) -> int:
+        return self._fd
 
     def write(self, line: bytes) -> None:
         data = line + b"\n"
@@ -89,61 +91,6 @@ class RotatingMirror:
         self._opened = now
         self.files.append(path)
         log.info("writing %s records to %s", self.prefix, path)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-class Spool:
-    """Records waiting for the broker, in arrival order, one JSON line each.
-
-    It lives on disk so that a restart of the ingestor delivers what an earlier run could
-    not. ``clear`` empties it only after every record in it was acknowledged.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: LineFile | None = None
-        self.pending = sum(1 for _ in self._lines()) if path.exists() else 0
-
-    def append(self, topic: str, key: bytes | None, value: bytes) -> None:
-        if self._file is None:
-            self._file = LineFile(self.path)
-        self._file.write(orjson.dumps({
-            "topic": topic,
-            "key": key.decode() if key is not None else None,
-            "value": value.decode(),
-        }))
-        self.pending += 1
-
-    def records(self) -> list[tuple[str, bytes | None, bytes]]:
-        """Everything spooled, in order; a torn last line (a crash while writing) is skipped."""
-        out = []
-        for number, line in enumerate(self._lines(), 1):
-            try:
-                item = orjson.loads(line)
-                key = item["key"]
-                out.append((item["topic"], key.encode() if key is not None else None, item["value"].encode()))
-            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-                log.error("spool %s line %d is unreadable and is skipped: %s", self.path, number, exc)
-        return out
-
-    def _lines(self) -> Iterator[bytes]:
-        if not self.path.exists():
-            return
-        with open(self.path, "rb") as handle:
-            for line in handle:
-                if line.strip():
-                    yield line
-
-    def clear(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self.path.unlink(missing_ok=True)
-        self.pending = 0
 
     def close(self) -> None:
         if self._file is not None:

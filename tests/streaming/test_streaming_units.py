@@ -12,9 +12,7 @@ from features.pipeline import Summary
 from features.ticks import raw_record
 from streaming.featurizer import Checkpoint, FeaturizerError, load_checkpoint, received_at, save_checkpoint
 from streaming.ingest import Counters, FrameHandler, subscribe_messages
-from streaming.publisher import Publisher
-from streaming.sinks import RotatingMirror, Spool
-from streaming_helpers import free_port
+from streaming.sinks import RotatingMirror
 
 NS = 1_775_428_513_000_000_000
 
@@ -79,21 +77,6 @@ def test_bad_frames_go_to_the_dlq_with_their_bytes():
     assert counters.rejected == 3 and counters.other_frames == {"subscriptions": 1} and counters.frames == 4
 
 
-def test_spool_keeps_order_across_restarts_and_skips_a_torn_line(tmp_path):
-    path = tmp_path / "x.spool"
-    spool = Spool(path)
-    for i in range(3):
-        spool.append("ticks.raw", b"BTC-USD", b'{"i":%d}' % i)
-    spool.close()
-    with open(path, "ab") as handle:
-        handle.write(b'{"topic": "ticks.raw", "key"')  # a crash in the middle of a line
-    again = Spool(path)
-    assert again.pending == 4
-    assert again.records() == [("ticks.raw", b"BTC-USD", b'{"i":%d}' % i) for i in range(3)]
-    again.clear()
-    assert again.pending == 0 and not path.exists()
-
-
 def test_mirror_rotates_and_names_sort_in_write_order(tmp_path):
     mirror = RotatingMirror(tmp_path, rotate_bytes=100)
     lines = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * 40) for i in range(10)]
@@ -120,14 +103,3 @@ def test_checkpoint_round_trip_and_refusal_of_other_settings(tmp_path):
     with pytest.raises(FeaturizerError, match="use another --group"):
         load_checkpoint(path, FeatureSpec(windows_s=(10.0,)), "ticks.raw")
     assert load_checkpoint(tmp_path / "absent.pkl", spec, "ticks.raw") is None
-
-
-def test_publisher_spools_in_order_when_no_broker_answers(tmp_path):
-    spool = Spool(tmp_path / "x.spool")
-    publisher = Publisher(f"127.0.0.1:{free_port()}", {"ticks.raw": 1}, spool, retry_s=0.05)
-    publisher.start()
-    for i in range(5):
-        publisher.submit("ticks.raw", b"BTC-USD", b'{"i":%d}' % i)
-    publisher.close(timeout_s=1)
-    assert publisher.stats.spooled == 5 and publisher.stats.acked == {}
-    assert [v for _, _, v in Spool(tmp_path / "x.spool").records()] == [b'{"i":%d}' % i for i in range(5)]
