@@ -4,8 +4,10 @@
     python -m features.featurizer --topic-in ticks.raw --topic-out ticks.features
 
 Runs until SIGINT or SIGTERM, then flushes, checkpoints, commits and prints one JSON line of
-counters. Parts go to <stream_dir>/<group>/part-NNNNNNNN.parquet (read the directory as one
-table); the state checkpoint sits beside them. Rejected records go to the DLQ topic.
+counters. Parts go to <stream_dir>/<group>/part-pPPP-NNNNNNNN.parquet (read the directory as
+one table), with one checkpoint per input partition beside them. Several featurizers of one
+group may share the directory (on one machine or a shared volume): a partition moves between
+them with its feature state. Rejected records go to the DLQ topic. A status line every 10 s.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 from common.config import ConfigError, load_config
 from common.kafka import tame_client_logs, BrokerUnavailable, topic_partitions
 from common.logs import setup_logging
-from streaming.featurizer import Featurizer, FeaturizerError, FeaturizerSettings
+from streaming.checkpoint import FeaturizerError
+from streaming.featurizer import Featurizer, FeaturizerSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--flush-seconds", type=float, default=5.0,
                         help="checkpoint, write a part and commit at least this often (default 5)")
     parser.add_argument("--flush-rows", type=int, default=50_000, help="... or after this many rows (default 50000)")
+    parser.add_argument("--stall-seconds", type=float, default=30.0,
+                        help="records waiting and no progress this long: join the group again (default 30)")
     parser.add_argument("--config", type=Path, help="config file (default: config.yaml at the repository root)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -59,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"featurizer: {exc}", file=sys.stderr)
         return 2
-    if not args.flush_seconds > 0 or args.flush_rows < 1:
-        print("featurizer: --flush-seconds and --flush-rows must be positive", file=sys.stderr)
+    if not args.flush_seconds > 0 or args.flush_rows < 1 or not args.stall_seconds > 0:
+        print("featurizer: --flush-seconds, --flush-rows and --stall-seconds must be positive", file=sys.stderr)
         return 2
     kafka = cfg.kafka
     if len({kafka.topic_raw, kafka.topic_features, kafka.topic_dlq}) < 3:
@@ -76,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         topics=topic_partitions(kafka),
         flush_s=args.flush_seconds,
         flush_rows=args.flush_rows,
+        stall_s=args.stall_seconds,
+        check_s=min(5.0, args.stall_seconds / 3),
     )
     featurizer = Featurizer(settings, cfg.features)
 
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except FeaturizerError as exc:
         print(f"featurizer: {exc}", file=sys.stderr)
         return 1
-    report = {**asdict(stats), "summary": featurizer.pipeline.summary.as_dict(), "out_dir": str(settings.out_dir)}
+    report = {**asdict(stats), "summary": featurizer.summary(), "out_dir": str(settings.out_dir)}
     print(json.dumps(report), flush=True)
     return 0 if featurizer.clean else 1
 

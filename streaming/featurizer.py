@@ -1,48 +1,42 @@
 """The live feature consumer: ticks.raw -> FeaturePipeline -> ticks.features, Parquet parts, DLQ.
 
-Every raw record goes through ONE ``FeaturePipeline.process``, the call replay makes, so the
-rows equal replay's for the same records. Per-product order holds because records are keyed
-by product: one product lives in one partition, and a partition is read in order. Records of
-different partitions interleave, which does not matter since the state is per product.
+Every raw record goes through ``FeaturePipeline.process``, the call replay makes, so the rows
+equal replay's for the same records. Records are keyed by product, so one product lives in one
+partition and the feature state is kept per partition (``OwnedPartition``): a partition can
+move to another featurizer of the group with its state (streaming/checkpoint.py).
 
-Delivery: feature rows are sent as soon as they are computed (low latency). Every flush
-(``flush_s`` or ``flush_rows``) then, in this order,
+Delivery: feature rows are sent as soon as they are computed. Every flush (``flush_s`` or
+``flush_rows``), in this order, the featurizer
   1. waits until the broker acknowledged every row and DLQ record sent so far,
-  2. writes the rows as one Parquet part (tmp file + rename),
-  3. writes the checkpoint (tmp file + rename): feature state, counters, the next offset per
-     partition, the topic id and the next part number,
-  4. commits the offsets to the consumer group.
-The checkpoint is the truth on restart: the featurizer seeks to its offsets with its state,
-so the Parquet parts are exactly what replay gives (a crash between 2 and 3 rewrites the same
-part name from the same state). ``ticks.features`` is at least once: rows computed after the
-last checkpoint are sent again after a crash; readers drop repeats by (product_id, ts).
+  2. writes, per partition with new records, a Parquet part and then its checkpoint,
+  3. commits those partitions' offsets to the group (for lag monitoring).
+On assignment it takes the partition's lock, loads its checkpoint and seeks there, so the
+union of the parts is exactly what replay gives, across restarts, crashes and failovers.
+``ticks.features`` is at least once: rows computed after the last checkpoint of a crashed
+featurizer are sent again by the next owner; readers drop repeats by (product_id, ts).
 
-The local broker keeps topics in memory. When a topic comes back with another id (the broker
-was restarted), its partitions are read from the start, keeping the feature state: records
-the state has already seen are refused as duplicates or late by the acceptance rules.
+A watchdog asks the broker for the lag every ``check_s``; lag above zero with no progress for
+``stall_s`` makes the featurizer leave the group and join again (state kept on disk).
 """
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import logging
-import os
 import pickle
-import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from common.kafka import (
-    BOOTSTRAP_TIMEOUT_MS,
     BrokerUnavailable,
     KeyPartitioner,
     close_quietly,
@@ -53,21 +47,23 @@ from common.kafka import (
 )
 from features.online import FeatureSpec
 from features.pipeline import FeaturePipeline, Summary
-from features.replay import TableBuilder, write_parquet
+from streaming.checkpoint import (
+    FeaturizerError,
+    PartitionCheckpoint,
+    PartitionLock,
+    checkpoint_path,
+    load_checkpoint,
+    part_path,
+)
+from streaming.parts import PartitionFlush, PartsWriter
+from streaming.watch import LagProbe, StallWatch
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "_checkpoint.pkl"
-CHECKPOINT_VERSION = 1
-LOCK_NAME = ".lock"
 MAX_LOGGED_REJECTIONS = 10  # per flush interval; the rest are counted
-QUIET_CHECK_S = 1.0  # records after a pause this long are checked against the broker's topic id first
 FETCH_WAIT_MS = 20  # the broker may hold a fetch this long even when records arrive: bounds added latency
 PRODUCER_OPTIONS = {"delivery_timeout_ms": 30_000, "linger_ms": 2, "batch_size": 262_144}
-
-
-class FeaturizerError(RuntimeError):
-    """A condition the operator must fix; the message says how."""
+STATUS_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -77,63 +73,13 @@ class FeaturizerSettings:
     topic_out: str
     topic_dlq: str
     group: str
-    out_dir: Path  # Parquet parts and the checkpoint of this group
+    out_dir: Path  # Parquet parts, checkpoints and partition locks of this group (shared by its members)
     topics: dict = field(default_factory=dict)  # name -> partitions, created when missing
     flush_s: float = 5.0
     flush_rows: int = 50_000
     poll_ms: int = 20  # kafka-python's poll() may wait its whole timeout though records came: keep it short
-
-
-@dataclass
-class Position:
-    offset: int  # next offset to read
-    topic_id: str | None
-
-
-@dataclass
-class Checkpoint:
-    """What a restart needs: written atomically after the outputs, before the commit."""
-
-    spec: FeatureSpec
-    topic: str
-    positions: dict[int, Position]
-    states: dict
-    summary: Summary
-    next_part: int
-    version: int = CHECKPOINT_VERSION
-
-
-def load_checkpoint(path: Path, spec: FeatureSpec, topic: str) -> Checkpoint | None:
-    if not path.exists():
-        return None
-    try:
-        with open(path, "rb") as handle:
-            checkpoint = pickle.load(handle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
-        raise FeaturizerError(f"{path} cannot be read ({exc}): move it away to start from committed offsets") from exc
-    if not isinstance(checkpoint, Checkpoint) or checkpoint.version != CHECKPOINT_VERSION:
-        raise FeaturizerError(f"{path} is not a checkpoint of this version: move it away to start afresh")
-    if checkpoint.spec != spec or checkpoint.topic != topic:
-        raise FeaturizerError(
-            f"{path} was written for {checkpoint.topic} with {checkpoint.spec}; now {topic} with {spec}: "
-            "use another --group or move the directory away")
-    return checkpoint
-
-
-def save_checkpoint(path: Path, checkpoint: Checkpoint | bytes) -> None:
-    """Atomic and durable: a reader sees the old or the new checkpoint, never a mix."""
-    tmp = path.with_name(path.name + ".tmp")
-    data = checkpoint if isinstance(checkpoint, bytes) else pickle.dumps(checkpoint, protocol=pickle.HIGHEST_PROTOCOL)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    check_s: float = 5.0  # how often the watchdog asks the broker for the lag
+    stall_s: float = 30.0  # lag with no progress this long: leave the group and join again
 
 
 def received_at(value: bytes) -> str | None:
@@ -154,8 +100,23 @@ class Stats:
     parts: int = 0
     flushes: int = 0
     commit_failures: int = 0
-    topic_resets: int = 0
-    topic_checks: int = 0  # times the input topic's id was asked of the broker
+    assignments: int = 0  # partitions taken over (with their checkpoint when one exists)
+    rejoins: int = 0  # times the watchdog made the featurizer join the group again
+
+
+class OwnedPartition:
+    """One input partition this featurizer holds: its lock, pipeline, position and unflushed rows."""
+
+    def __init__(self, partition: int, lock: PartitionLock, pipeline: FeaturePipeline,
+                 offset: int | None, next_part: int, topic_id: str | None) -> None:
+        self.partition = partition
+        self.lock = lock
+        self.pipeline = pipeline
+        self.offset = offset  # next offset to read; None until the first record (no checkpoint)
+        self.next_part = next_part
+        self.topic_id = topic_id
+        self.rows: list[list] = []
+        self.dirty = False  # records processed since the last flush
 
 
 class Featurizer:
@@ -165,25 +126,21 @@ class Featurizer:
         self.settings = settings
         self.spec = spec
         self.columns = spec.columns
-        self.pipeline = FeaturePipeline(spec)
         self.stats = Stats()
-        self.positions: dict[int, Position] = {}  # processed so far (in memory)
-        self.flushed: dict[int, Position] = {}  # as of the last checkpoint
-        self.next_part = 1
-        self.checkpoint_path = settings.out_dir / CHECKPOINT_NAME
+        self.owned: dict[int, OwnedPartition] = {}
+        self.waiting: set[int] = set()  # assigned, but another process still holds the lock
+        self._handed_on: dict[int, Summary] = {}  # counters of partitions handed on, for the final report
         self._stop = threading.Event()
-        self._rows: list[list] = []
-        self._writer = _Writer(self.spec, self.checkpoint_path)
+        self._writer = PartsWriter(spec, settings.out_dir)
         self._sent: list[tuple[str, bytes, bytes, Any]] = []  # (topic, key, value, future) since the flush
-        self._topic_id: str | None = None  # the input topic's id, as the broker last told
-        self._metadata_topic_id: str | None = None  # ... and as the consumer's metadata last showed
+        self._topic_id: str | None = None
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
-        self._admin: KafkaAdminClient | None = None
         self._partition_of: dict[str, KeyPartitioner] = {}  # topic -> cached key partitioner
-        self._lock_fd = -1
+        self._probe = LagProbe(settings.bootstrap, settings.topic_in, settings.group)
+        self._watch = StallWatch(settings.stall_s)
+        self._fatal: FeaturizerError | None = None  # raised by the loop (callbacks must not raise)
         self._logged_rejections = 0
-        self._dirty = False  # processed records not yet in a checkpoint
         self.clean = True  # False when the last flush could not complete
 
     def stop(self) -> None:
@@ -192,97 +149,80 @@ class Featurizer:
     # -- setup --------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Lock the output directory, restore the checkpoint, connect. Raises FeaturizerError/BrokerUnavailable."""
-        s = self.settings
-        s.out_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(s.out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise FeaturizerError(f"another featurizer writes to {s.out_dir}: run one per group "
-                                  "(the state of a group lives in one directory)") from exc
-        checkpoint = load_checkpoint(self.checkpoint_path, self.spec, s.topic_in)
-        if checkpoint is not None:
-            self.pipeline.states = checkpoint.states
-            self.pipeline.summary = checkpoint.summary
-            self.positions = dict(checkpoint.positions)
-            self.flushed = dict(checkpoint.positions)
-            self.next_part = checkpoint.next_part
-            log.info("restored the state of %d products; resuming at %s", len(checkpoint.states),
-                     {p: pos.offset for p, pos in sorted(checkpoint.positions.items())})
-        self._topic_id = self._describe_topic_id()
-        self._producer = make_producer(s.bootstrap, **PRODUCER_OPTIONS)
-        self._consumer = make_consumer(s.bootstrap, s.group, fetch_max_wait_ms=FETCH_WAIT_MS,
-                                       max_poll_records=2000, client_id=f"featurizer-{s.group}")
-        self._consumer.subscribe([s.topic_in], listener=_Rebalance(self))
+        """Create the topics, connect, join the group. Raises BrokerUnavailable."""
+        self.settings.out_dir.mkdir(parents=True, exist_ok=True)
+        infos = ensure_topics(self.settings.bootstrap, self.settings.topics)
+        info = infos.get(self.settings.topic_in)
+        self._topic_id = str(info.topic_id) if info is not None and info.topic_id is not None else None
+        self._producer = make_producer(self.settings.bootstrap, **PRODUCER_OPTIONS)
+        self._join()
         gc.collect()
         gc.freeze()  # long-lived objects out of the collector's way: shorter pauses between rows
 
-    def _broker_topic_id(self) -> str | None:
-        """The input topic's id as the broker says now (a kept admin client: a few ms)."""
-        try:
-            if self._admin is None:
-                self._admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap,
-                                               bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
-            described = self._admin.describe_topics([self.settings.topic_in])
-        except KafkaError:
-            close_quietly([self._admin])
-            self._admin = None
-            raise
-        raw_id = described[0].get("topic_id") if described else None
-        if raw_id is None or not (described[0].get("partitions") or []):
-            return self._describe_topic_id()  # missing (a restarted broker): create it, then describe
-        return str(raw_id)
-
-    def _describe_topic_id(self) -> str | None:
-        infos = ensure_topics(self.settings.bootstrap, self.settings.topics)
-        info = infos.get(self.settings.topic_in)
-        return str(info.topic_id) if info is not None and info.topic_id is not None else None
+    def _join(self) -> None:
+        s = self.settings
+        self._consumer = make_consumer(s.bootstrap, s.group, fetch_max_wait_ms=FETCH_WAIT_MS,
+                                       max_poll_records=2000, client_id=f"featurizer-{s.group}")
+        self._consumer.subscribe([s.topic_in], listener=_Rebalance(self))
 
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> Stats:
-        assert self._consumer is not None
         s = self.settings
-        last_flush = last_records = time.monotonic()
+        now = time.monotonic()
+        last_flush, next_check, next_status = now, now + s.check_s, now + STATUS_EVERY_S
         try:
             while not self._stop.is_set():
+                assert self._consumer is not None
                 batch = self._consumer.poll(timeout_ms=s.poll_ms)
-                if batch:
-                    if self._input_recreated(batch, after_pause=time.monotonic() - last_records > QUIET_CHECK_S):
-                        continue  # these records may come from a new topic at the old offsets: read it again
-                    for records in batch.values():
-                        for message in records:
-                            self._process(message)
-                    last_records = time.monotonic()
-                if len(self._rows) >= s.flush_rows or time.monotonic() - last_flush >= s.flush_s:
+                if self._fatal is not None:
+                    raise self._fatal
+                for tp, records in batch.items():
+                    owned = self.owned.get(tp.partition)
+                    if owned is None:
+                        continue  # revoked meanwhile; the next owner reads these again
+                    for message in records:
+                        self._process(owned, message)
+                now = time.monotonic()
+                if self._rows_pending() >= s.flush_rows or now - last_flush >= s.flush_s:
                     self.flush()
-                    last_flush = time.monotonic()
+                    last_flush = now
                 elif batch:
                     self._commit_written()
+                if self.waiting:
+                    self._take_waiting()
+                if now >= next_check:
+                    next_check = now + s.check_s
+                    self._check_stall(now)
+                if now >= next_status:
+                    next_status = now + STATUS_EVERY_S
+                    log.info("status: %s", self.status())
                 self._writer.raise_failure()
             self.flush(wait=True)
         finally:
             self.close()
         return self.stats
 
-    def _process(self, message: Any) -> None:
+    def _rows_pending(self) -> int:
+        return sum(len(o.rows) for o in self.owned.values())
+
+    def status(self) -> str:
+        return (f"records {self.stats.records}, rows {self.stats.rows}, dlq {self.stats.dlq}, "
+                f"partitions {sorted(self.owned)}" + (f", waiting for {sorted(self.waiting)}" if self.waiting else ""))
+
+    def _process(self, owned: OwnedPartition, message: Any) -> None:
         value = message.value if message.value is not None else b""
-        rows, rejections = self.pipeline.process(value)
+        rows, rejections = owned.pipeline.process(value)
         stats = self.stats
         stats.records += 1
-        producer = self._producer
-        assert producer is not None
         if rows:
             stamp = received_at(value)
             for row in rows:
                 record = dict(zip(self.columns, row))
                 if stamp is not None:
                     record["received_at"] = stamp
-                key = row[0].encode()
-                payload = orjson.dumps(record)
-                self._send(self.settings.topic_out, key, payload)
-                self._rows.append(row)
+                self._send(self.settings.topic_out, row[0].encode(), orjson.dumps(record))
+                owned.rows.append(row)
             stats.rows += len(rows)
         for rejection in rejections:
             stats.dlq += 1
@@ -294,8 +234,8 @@ class Featurizer:
                 rejection.reason, rejection.detail, value, "featurizer", time.time_ns(),
                 topic=message.topic, partition=message.partition, offset=message.offset,
                 key=(message.key or b"").decode("utf-8", "replace")))
-        self.positions[message.partition] = Position(message.offset + 1, self._topic_id)
-        self._dirty = True
+        owned.offset = message.offset + 1
+        owned.dirty = True
 
     def _send(self, topic: str, key: bytes, value: bytes) -> None:
         future = None
@@ -310,38 +250,23 @@ class Featurizer:
                 log.warning("send to %s failed: %s", topic, exc)
         self._sent.append((topic, key, value, future))
 
-    # -- flush: outputs, checkpoint, commit ---------------------------------------------
+    # -- flush: outputs, checkpoints, commit ----------------------------------------------
 
-    def flush(self, wait: bool = False, commit: bool = True) -> bool:
+    def flush(self, wait: bool = False, commit: bool = True, partitions: set[int] | None = None) -> bool:
         """Make everything processed so far durable; False when the broker never acknowledged.
 
-        The files are written by the writer thread (they take tens of milliseconds, which
-        would otherwise delay the rows behind them); the offsets are committed once it is
-        done. ``wait`` blocks until then (shutdown, rebalance).
+        ``partitions`` limits the files to those partitions (a revocation), after delivering
+        every record sent so far. ``wait`` blocks until the files are written.
         """
-        if self._dirty:
+        dirty = [o for p, o in sorted(self.owned.items()) if o.dirty and (partitions is None or p in partitions)]
+        if dirty:
             if not self._deliver():
                 self.clean = False
                 return False
-            s = self.settings
-            part = None
-            if self._rows:
-                part = s.out_dir / f"part-{self.next_part:08d}.parquet"
-                self.next_part += 1
-                self.stats.parts += 1
-            positions = dict(self.positions)
-            checkpoint = pickle.dumps(Checkpoint(self.spec, s.topic_in, positions, self.pipeline.states,
-                                                 self.pipeline.summary, self.next_part),
-                                      protocol=pickle.HIGHEST_PROTOCOL)  # a snapshot: the state moves on
-            self._writer.submit(part, self._rows, checkpoint, positions)
+            self._writer.submit([self._snapshot(o) for o in dirty])
             if self._logged_rejections >= MAX_LOGGED_REJECTIONS:
-                log.warning("%d rejections in all so far (see %s)", self.stats.dlq, s.topic_dlq)
+                log.warning("%d rejections in all so far (see %s)", self.stats.dlq, self.settings.topic_dlq)
             self._logged_rejections = 0
-            self._rows = []
-            self._sent.clear()
-            self._dirty = False
-            for partitioner in self._partition_of.values():
-                partitioner.reset()  # the topics may have been recreated with other partition counts
             self.stats.flushes += 1
         if wait:
             self._writer.wait()
@@ -349,18 +274,44 @@ class Featurizer:
             self._commit_written()
         return True
 
+    def _snapshot(self, owned: OwnedPartition) -> PartitionFlush:
+        """The partition's part and checkpoint as of now (the state moves on while they are written)."""
+        s = self.settings
+        part = None
+        if owned.rows:
+            part = part_path(s.out_dir, owned.partition, owned.next_part)
+            owned.next_part += 1
+            self.stats.parts += 1
+        assert owned.offset is not None  # dirty: a record was processed
+        checkpoint = PartitionCheckpoint(self.spec, s.topic_in, owned.topic_id, owned.partition, owned.offset,
+                                         owned.pipeline.states, owned.pipeline.summary, owned.next_part)
+        flush = PartitionFlush(owned.partition, part, owned.rows, checkpoint_path(s.out_dir, owned.partition),
+                               pickle.dumps(checkpoint, protocol=pickle.HIGHEST_PROTOCOL), owned.offset)
+        owned.rows = []
+        owned.dirty = False
+        return flush
+
     def _commit_written(self) -> None:
-        """Commit the offsets of every flush the writer has finished (consumer thread only)."""
+        """Commit the offsets the writer has made durable, for the partitions still owned."""
         written = self._writer.take_written()
-        if written is not None:
-            self.flushed = written
-            self._commit()
+        if not written or self._consumer is None:
+            return
+        topic = self.settings.topic_in
+        offsets = {TopicPartition(topic, p): OffsetAndMetadata(offset, "", -1)
+                   for p, offset in written.items() if p in self.owned}
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets)
+        except KafkaError as exc:  # rebalancing or broker gone: the checkpoints still hold them
+            self.stats.commit_failures += 1
+            log.warning("offset commit failed (%s); the checkpoints keep the positions", exc)
 
     def _deliver(self, retry_max_s: float = 15.0) -> bool:
         """Wait until every record sent since the last flush is acknowledged, resending on failure.
 
         Gives up only when asked to stop: the unacknowledged rows are then recomputed from the
-        last checkpoint on the next start.
+        last checkpoints on the next start.
         """
         delay = 0.5
         while True:
@@ -372,10 +323,11 @@ class Featurizer:
             failed = [i for i, (*_, future) in enumerate(self._sent)
                       if future is None or not future.is_done or future.failed()]
             if not failed:
+                self._sent.clear()
                 return True
             if self._stop.is_set():
                 log.error("stopping with %d records not acknowledged; the next start recomputes them "
-                          "from the last checkpoint", len(failed))
+                          "from the last checkpoints", len(failed))
                 return False
             log.warning("%d records not acknowledged by %s; retrying in %.1f s",
                         len(failed), self.settings.bootstrap, delay)
@@ -384,7 +336,7 @@ class Featurizer:
             self._stop.wait(delay)
             delay = min(delay * 2, retry_max_s)
             try:
-                self._describe_topic_id()  # topics first: a restarted broker has none
+                ensure_topics(self.settings.bootstrap, self.settings.topics)
                 self._producer = make_producer(self.settings.bootstrap, **PRODUCER_OPTIONS)
             except (BrokerUnavailable, KafkaError) as exc:
                 log.warning("%s", exc)
@@ -398,169 +350,116 @@ class Featurizer:
                     future = None
                 self._sent[i] = (topic, key, value, future)
 
-    def _commit(self) -> None:
-        """Offsets to the group, for lag monitoring and for a start without checkpoint."""
-        if self._consumer is None or not self.flushed:
-            return
-        topic = self.settings.topic_in
-        assigned = {tp.partition for tp in self._consumer.assignment()}
-        offsets = {TopicPartition(topic, p): OffsetAndMetadata(pos.offset, "", -1)
-                   for p, pos in self.flushed.items() if p in assigned}
-        if not offsets:
-            return
-        try:
-            self._consumer.commit(offsets)
-        except KafkaError as exc:  # rebalancing or broker gone: the checkpoint still holds them
-            self.stats.commit_failures += 1
-            log.warning("offset commit failed (%s); the checkpoint keeps the position", exc)
-
-    # -- partitions ---------------------------------------------------------------------
+    # -- partitions: take over with the checkpoint, hand on after a flush ----------------------
 
     def on_assigned(self, partitions: list[TopicPartition]) -> None:
-        """Seek each partition to where our state is; a recreated topic is read from its start."""
-        assert self._consumer is not None
-        try:
-            self._topic_id = self._describe_topic_id()
-        except (BrokerUnavailable, KafkaError) as exc:
-            log.warning("cannot describe %s (%s); trusting the known positions", self.settings.topic_in, exc)
         for tp in partitions:
-            known = self.positions.get(tp.partition)
-            if known is None:
-                log.info("%s[%d]: no records of it processed yet; starting at the committed offset (or the earliest)",
-                         tp.topic, tp.partition)
-                continue
-            if known.topic_id is not None and self._topic_id is not None and known.topic_id != self._topic_id:
-                self.stats.topic_resets += 1
-                log.warning("%s was recreated (id %s, was %s; a restarted in-memory broker?): reading "
-                            "partition %d from its start", tp.topic, self._topic_id, known.topic_id, tp.partition)
-                self.positions[tp.partition] = Position(0, self._topic_id)
-                self._consumer.seek(tp, 0)
-            else:
-                self._consumer.seek(tp, known.offset)
+            if tp.partition not in self.owned:
+                self.waiting.add(tp.partition)
+        self._take_waiting()
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
 
-    def _input_recreated(self, batch: dict, after_pause: bool) -> bool:
-        """True (after seeking) when ``batch`` must not be processed because the input topic changed.
-
-        A broker restarted with empty storage serves a new, shorter log under the same name;
-        a consumer that goes on at its old offsets would skip records. The topic id tells: it
-        comes from the consumer's metadata (cheap, but refreshed late after a restart) and, for
-        the first batch after a pause (a restart always makes one), from the broker itself.
-        """
+    def _take_waiting(self) -> None:
+        """Take every waiting partition whose lock is free; the others stay paused until it is."""
         assert self._consumer is not None
-        topic = self.settings.topic_in
-        cluster = getattr(self._consumer, "_cluster", None)  # kafka-python keeps topic ids there
-        seen = cluster.topic_id(topic) if cluster is not None else None
-        seen = str(seen) if seen is not None else None
-        changed = seen != self._metadata_topic_id
-        self._metadata_topic_id = seen
-        if not (after_pause or changed or self._topic_id is None):
-            return False
-        self.stats.topic_checks += 1
-        try:
-            current = self._broker_topic_id()  # the broker's answer is the one that counts
-        except (BrokerUnavailable, KafkaError) as exc:
-            log.warning("cannot check %s (%s); fetching these records again", topic, exc)
-            self._rewind(batch)
-            return True
-        if current is None or self._topic_id is None or current == self._topic_id:
-            self._topic_id = self._topic_id or current
-            return False
-        self.stats.topic_resets += 1
-        log.warning("%s was recreated (id %s, was %s; a restarted in-memory broker?): reading it from the start",
-                    topic, current, self._topic_id)
-        self._topic_id = current
-        for tp in self._consumer.assignment():
-            self._consumer.seek(tp, 0)
-            self.positions[tp.partition] = Position(0, self._topic_id)
-        return True
+        for partition in sorted(self.waiting):
+            tp = TopicPartition(self.settings.topic_in, partition)
+            lock = PartitionLock(self.settings.out_dir, partition)
+            if not lock.acquire():
+                self._consumer.pause(tp)
+                continue
+            try:
+                owned = self._restore(partition, lock)
+            except FeaturizerError as exc:
+                lock.release()
+                self._fatal = exc
+                return
+            self.waiting.discard(partition)
+            self._handed_on.pop(partition, None)  # its checkpoint's counters include them
+            self.owned[partition] = owned
+            self.stats.assignments += 1
+            if owned.offset is not None:
+                self._consumer.seek(tp, owned.offset)
+            self._consumer.resume(tp)
 
-    def _rewind(self, batch: dict) -> None:
-        """Seek the batch's partitions back so that its records are fetched again."""
-        assert self._consumer is not None
-        for tp, records in batch.items():
-            known = self.positions.get(tp.partition)
-            self._consumer.seek(tp, known.offset if known is not None else records[0].offset)
+    def _restore(self, partition: int, lock: PartitionLock) -> OwnedPartition:
+        s = self.settings
+        checkpoint = load_checkpoint(s.out_dir, self.spec, s.topic_in, partition)
+        pipeline = FeaturePipeline(self.spec)
+        if checkpoint is None:
+            log.info("%s[%d]: no checkpoint; starting at the committed offset (or the earliest)", s.topic_in, partition)
+            return OwnedPartition(partition, lock, pipeline, None, 1, self._topic_id)
+        if checkpoint.topic_id and self._topic_id and checkpoint.topic_id != self._topic_id:
+            raise FeaturizerError(
+                f"{s.topic_in} was deleted and created again since {checkpoint_path(s.out_dir, partition)} was "
+                f"written (topic id {self._topic_id}, was {checkpoint.topic_id}): its offsets mean nothing now. "
+                f"Move {s.out_dir} away to start afresh (an in-memory demo broker loses its topics on restart)")
+        pipeline.states = checkpoint.states
+        pipeline.summary = checkpoint.summary
+        log.info("%s[%d]: restored the state of %d products; resuming at offset %d",
+                 s.topic_in, partition, len(checkpoint.states), checkpoint.offset)
+        return OwnedPartition(partition, lock, pipeline, checkpoint.offset, checkpoint.next_part, checkpoint.topic_id)
 
     def on_revoked(self, partitions: list[TopicPartition]) -> None:
-        """Make the work done so far durable before the partitions go (the commit follows later:
-        kafka-python runs this in its I/O thread, where a blocking commit is refused)."""
-        if partitions:
-            self.flush(wait=True, commit=False)
+        """Write the revoked partitions' parts and checkpoints, then let them go (the next owner loads them)."""
+        revoked = {tp.partition for tp in partitions}
+        self.waiting -= revoked
+        mine = revoked & set(self.owned)
+        if not mine:
+            return
+        self.flush(wait=True, commit=False, partitions=mine)
+        for partition in sorted(mine):
+            owned = self.owned.pop(partition)
+            if owned.dirty:  # delivery failed (stopping): the checkpoint stays where it was
+                log.warning("%s[%d] handed on without its latest records; its next owner recomputes them",
+                            self.settings.topic_in, partition)
+            self._handed_on[partition] = owned.pipeline.summary
+            owned.lock.release()
+
+    # -- the watchdog ---------------------------------------------------------------------
+
+    def _check_stall(self, now: float) -> None:
+        offsets = self._probe.offsets(list(range(self.settings.topics.get(self.settings.topic_in, 1))))
+        if offsets is None:
+            return
+        positions = {p: o.offset for p, o in self.owned.items() if o.offset is not None}
+        positions.update({p: offsets.committed.get(p, 0) for p, o in self.owned.items() if o.offset is None})
+        lag = self._watch.observe(now, positions, offsets)
+        if lag:
+            log.warning("%d records wait in %s and nothing moved for %.0f s: leaving the group and joining again",
+                        lag, self.settings.topic_in, self.settings.stall_s)
+            self.rejoin()
+
+    def rejoin(self) -> None:
+        """Hand every partition on (after a flush), drop the consumer, and join the group afresh."""
+        self.stats.rejoins += 1
+        self.on_revoked([TopicPartition(self.settings.topic_in, p) for p in list(self.owned)])
+        self.waiting.clear()
+        close_quietly([self._consumer])
+        self._watch.reset()
+        self._join()
+
+    # -- the end --------------------------------------------------------------------------
+
+    def summary(self) -> dict:
+        """Counters of the partitions this featurizer holds or held, summed."""
+        total: Counter = Counter()
+        nested: dict[str, Counter] = {"rejected": Counter(), "skipped_frames": Counter()}
+        for summary in [*self._handed_on.values(), *(o.pipeline.summary for o in self.owned.values())]:
+            for name, value in summary.as_dict().items():
+                if isinstance(value, dict):
+                    nested[name].update(value)
+                else:
+                    total[name] += value
+        return {**total, **{name: dict(sorted(c.items())) for name, c in nested.items()}}
 
     def close(self) -> None:
         self._writer.stop()
-        close_quietly([self._consumer, self._producer, self._admin])
-        self._consumer = self._producer = self._admin = None
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
-
-
-class _Writer:
-    """Writes Parquet parts and checkpoints in order, in a thread of its own.
-
-    Each job is one flush: the part first, then the checkpoint that counts it, so a crash
-    between the two rewrites the same part from the previous checkpoint.
-    """
-
-    def __init__(self, spec: FeatureSpec, checkpoint_path: Path) -> None:
-        self.spec = spec
-        self.checkpoint_path = checkpoint_path
-        self._jobs: queue.Queue = queue.Queue(maxsize=4)  # backpressure when the disk is slow
-        self._lock = threading.Lock()
-        self._written: dict[int, Position] | None = None
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="featurizer-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, part: Path | None, rows: list, checkpoint: bytes, positions: dict[int, Position]) -> None:
-        self.raise_failure()
-        self._jobs.put((part, rows, checkpoint, positions))
-
-    def _run(self) -> None:
-        while True:
-            job = self._jobs.get()
-            try:
-                if job is None:
-                    return
-                part, rows, checkpoint, positions = job
-                if self._failure is None:
-                    self._write(part, rows, checkpoint)
-                    with self._lock:
-                        self._written = positions
-            except (OSError, pickle.PickleError, ValueError) as exc:
-                log.error("cannot write %s: %s", self.checkpoint_path.parent, exc)
-                self._failure = exc
-            finally:
-                self._jobs.task_done()
-
-    def _write(self, part: Path | None, rows: list, checkpoint: bytes) -> None:
-        if part is not None:
-            builder = TableBuilder(self.spec)
-            builder.extend(rows)
-            write_parquet(builder.to_pandas(), part)
-        save_checkpoint(self.checkpoint_path, checkpoint)
-
-    def take_written(self) -> dict[int, Position] | None:
-        """Positions of the latest finished flush since the last call (None: nothing new)."""
-        with self._lock:
-            written, self._written = self._written, None
-        return written
-
-    def wait(self) -> None:
-        self._jobs.join()
-        self.raise_failure()
-
-    def raise_failure(self) -> None:
-        if self._failure is not None:
-            raise FeaturizerError(f"cannot write to {self.checkpoint_path.parent} ({self._failure}): "
-                                  "free space or fix permissions, then restart")
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._jobs.put(None)
-            self._thread.join(60)
+        for owned in self.owned.values():
+            owned.lock.release()
+        self._probe.close()
+        close_quietly([self._consumer, self._producer])
+        self._consumer = self._producer = None
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -572,4 +471,3 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned):
         self.featurizer.on_assigned(list(assigned))
-

@@ -72,13 +72,18 @@ def featurizer_args(bootstrap: str, out_dir: Path, extra: tuple = ()) -> list[st
 
 
 def read_parts(out_dir: Path):
-    """The featurizer's Parquet parts, concatenated in the order they were written."""
+    """The featurizer's Parquet parts (of every partition and every member), rows of a product in order."""
     import pandas as pd
 
-    parts = sorted(out_dir.glob("part-*.parquet"))
+    parts = sorted(out_dir.glob("part-*.parquet"))  # by partition, then in the order written
     if not parts:
         return None
-    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    return by_product(pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True))
+
+
+def by_product(table):
+    """Rows grouped by product, each product's rows in their order: how parts and replay compare."""
+    return table.sort_values("product_id", kind="stable").reset_index(drop=True)
 
 
 def count_part_rows(out_dir: Path) -> int:
@@ -95,4 +100,4 @@ def replay_mirror(raw_dir: Path):
 
     cfg = load_config()
     table, _ = replay(expand_inputs([str(raw_dir / "*.ndjson")]), cfg.features, cfg.label.horizon_s)
-    return table.drop(columns=[sigma_column(cfg.label.horizon_s)])
+    return by_product(table.drop(columns=[sigma_column(cfg.label.horizon_s)]))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import pickle
+import subprocess
+import sys
 
 import orjson
 import pytest
@@ -10,7 +13,10 @@ import pytest
 from features.online import FeatureSpec
 from features.pipeline import Summary
 from features.ticks import raw_record
-from streaming.featurizer import Checkpoint, FeaturizerError, load_checkpoint, received_at, save_checkpoint
+from streaming.checkpoint import (FeaturizerError, PartitionCheckpoint, PartitionLock, checkpoint_path,
+                                  load_checkpoint, write_atomically)
+from streaming.featurizer import received_at
+from streaming.watch import Offsets, StallWatch
 from streaming.ingest import Counters, FrameHandler, subscribe_messages
 from streaming.sinks import RotatingMirror
 
@@ -95,11 +101,47 @@ def test_received_at_is_read_from_the_raw_record_prefix():
 
 
 def test_checkpoint_round_trip_and_refusal_of_other_settings(tmp_path):
-    path = tmp_path / "_checkpoint.pkl"
     spec = FeatureSpec()
-    save_checkpoint(path, Checkpoint(spec, "ticks.raw", {}, {}, Summary(lines=7), 3))
-    restored = load_checkpoint(path, spec, "ticks.raw")
-    assert restored is not None and restored.summary.lines == 7 and restored.next_part == 3
+    checkpoint = PartitionCheckpoint(spec, "ticks.raw", "id-1", 2, 41, {}, Summary(lines=7), 3)
+    write_atomically(checkpoint_path(tmp_path, 2), pickle.dumps(checkpoint))
+    restored = load_checkpoint(tmp_path, spec, "ticks.raw", 2)
+    assert restored is not None and restored.summary.lines == 7 and restored.next_part == 3 and restored.offset == 41
     with pytest.raises(FeaturizerError, match="use another --group"):
-        load_checkpoint(path, FeatureSpec(windows_s=(10.0,)), "ticks.raw")
-    assert load_checkpoint(tmp_path / "absent.pkl", spec, "ticks.raw") is None
+        load_checkpoint(tmp_path, FeatureSpec(windows_s=(10.0,)), "ticks.raw", 2)
+    assert load_checkpoint(tmp_path, spec, "ticks.raw", 0) is None
+
+
+def test_a_partition_lock_is_held_by_one_process_at_a_time(tmp_path):
+    code = ("import sys, time; from pathlib import Path; from streaming.checkpoint import PartitionLock; "
+            "lock = PartitionLock(Path(sys.argv[1]), 0); print(lock.acquire(), flush=True); time.sleep(30)")
+    other = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "True"
+        mine = PartitionLock(tmp_path, 0)
+        assert not mine.acquire()  # the other process holds it
+        assert PartitionLock(tmp_path, 1).acquire()  # another partition is free
+        other.kill()  # kill -9 releases it
+        other.wait(10)
+        assert mine.acquire() and mine.held
+        mine.release()
+    finally:
+        other.kill()
+
+
+def test_the_stall_watch_fires_only_on_lag_without_progress():
+    watch = StallWatch(stall_s=30)
+    ends = Offsets(ends={0: 100, 1: 50}, committed={})
+    assert watch.observe(0, {0: 100, 1: 50}, ends) == 0  # caught up
+    assert watch.observe(10, {0: 90, 1: 50}, ends) == 0  # lag, and it moved
+    assert watch.observe(25, {0: 90, 1: 50}, ends) == 0  # no progress for 15 s
+    assert watch.observe(41, {0: 90, 1: 50}, ends) == 10  # no progress for 31 s: stalled
+    assert watch.observe(42, {0: 95, 1: 50}, ends) == 0  # progress resets it
+
+
+def test_an_idle_member_watches_the_group():
+    watch = StallWatch(stall_s=30)
+    assert watch.observe(0, {}, Offsets({0: 100}, {0: 60})) == 0
+    assert watch.observe(20, {}, Offsets({0: 110}, {0: 80})) == 0  # the others commit: fine
+    assert watch.observe(40, {}, Offsets({0: 120}, {0: 80})) == 0
+    assert watch.observe(51, {}, Offsets({0: 120}, {0: 80})) == 40  # nobody moved for 31 s
+    assert watch.observe(60, {}, Offsets({0: 80}, {0: 80})) == 0  # no lag, no stall
