@@ -1,4 +1,4 @@
-"""Fixtures for the streaming tests: a real local broker, a fake Coinbase server, subprocesses.
+"""Fixtures for the streaming tests: recorded frames and the offline market server.
 
 Every wait is bounded; every service is started by a fixture on a free loopback port and
 stopped at teardown.
@@ -8,22 +8,29 @@ from __future__ import annotations
 
 import pytest
 
-from coinbase_fake import FakeCoinbase, load_frames
-from streaming_helpers import FRAMES_FILE
+from streaming.market import MarketServer, Plan, recorded_frames
+from streaming_helpers import FRAMES_FILE, THREE_PRODUCTS_FILE
 
 
 @pytest.fixture(scope="session")
 def frames() -> list[dict]:
-    return load_frames(FRAMES_FILE)
+    """20 minutes of real BTC-USD Advanced Trade frames (5,970)."""
+    return recorded_frames([FRAMES_FILE])
+
+
+@pytest.fixture(scope="session")
+def three_products() -> list[dict]:
+    """6,000 real Coinbase Exchange ticker messages of BTC, ETH and SOL, as Advanced Trade frames."""
+    return recorded_frames([THREE_PRODUCTS_FILE])
 
 
 @pytest.fixture
 def coinbase(frames):
-    """Factory: ``coinbase(plans, frames=None, **options)`` starts a fake server and returns it."""
-    servers: list[FakeCoinbase] = []
+    """Factory: ``coinbase(plans, subset=None, **options)`` starts a market server and returns it."""
+    servers: list[MarketServer] = []
 
-    def start(plans: list[Plan], subset: list[dict] | None = None, **options) -> FakeCoinbase:
-        server = FakeCoinbase(frames if subset is None else subset, plans, **options)
+    def start(plans: list[Plan], subset: list[dict] | None = None, **options) -> MarketServer:
+        server = MarketServer(frames if subset is None else subset, plans, **options)
         server.start()
         servers.append(server)
         return server

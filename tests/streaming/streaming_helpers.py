@@ -14,6 +14,7 @@ from testkit import PYTHON, Proc, free_port, wait_until  # noqa: F401  (re-expor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FRAMES_FILE = REPO_ROOT / "tests" / "data" / "btcusd-2026-04-05-frames.ndjson.gz"
+THREE_PRODUCTS_FILE = REPO_ROOT / "tests" / "data" / "exchange-2025-11-27-head.ndjson.gz"
 
 
 def ingest_args(url: str, bootstrap: str | None, workdir: Path, minutes: float = 2.0, extra: tuple = ()) -> list[str]:

@@ -11,7 +11,7 @@ import signal
 import pandas as pd
 import pytest
 
-from coinbase_fake import Plan
+from streaming.market import Plan
 from streaming_helpers import (
     consume_values,
     count_part_rows,

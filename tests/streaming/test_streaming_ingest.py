@@ -7,7 +7,7 @@ import base64
 import orjson
 import pytest
 
-from coinbase_fake import Plan
+from streaming.market import Plan
 from streaming_helpers import consume_values, ingest_args, mirrored_records, wait_until
 
 pytestmark = pytest.mark.integration
