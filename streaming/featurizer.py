@@ -12,7 +12,8 @@ Delivery: feature rows are sent as soon as they are computed. Every flush (``flu
   3. commits those partitions' offsets to the group (for lag monitoring).
 On assignment it takes the partition's lock, loads its checkpoint and seeks there, so the
 union of the parts is exactly what replay gives, across restarts, crashes and failovers.
-``ticks.features`` is at least once: rows computed after the last checkpoint of a crashed
+``ticks.raw`` is at least once: exact repeats of a raw record are dropped (``RecentRecords``).
+``ticks.features`` is at least once too: rows computed after the last checkpoint of a crashed
 featurizer are sent again by the next owner; readers drop repeats by (product_id, ts).
 
 A watchdog asks the broker for the lag every ``check_s``; lag above zero with no progress for
@@ -51,6 +52,7 @@ from streaming.checkpoint import (
     FeaturizerError,
     PartitionCheckpoint,
     PartitionLock,
+    RecentRecords,
     checkpoint_path,
     load_checkpoint,
     part_path,
@@ -100,6 +102,7 @@ class Stats:
     parts: int = 0
     flushes: int = 0
     commit_failures: int = 0
+    redelivered: int = 0  # raw records seen before (at-least-once delivery), dropped
     assignments: int = 0  # partitions taken over (with their checkpoint when one exists)
     rejoins: int = 0  # times the watchdog made the featurizer join the group again
 
@@ -108,8 +111,9 @@ class OwnedPartition:
     """One input partition this featurizer holds: its lock, pipeline, position and unflushed rows."""
 
     def __init__(self, partition: int, lock: PartitionLock, pipeline: FeaturePipeline,
-                 offset: int | None, next_part: int, topic_id: str | None) -> None:
+                 offset: int | None, next_part: int, topic_id: str | None, recent: RecentRecords) -> None:
         self.partition = partition
+        self.recent = recent
         self.lock = lock
         self.pipeline = pipeline
         self.offset = offset  # next offset to read; None until the first record (no checkpoint)
@@ -212,9 +216,14 @@ class Featurizer:
 
     def _process(self, owned: OwnedPartition, message: Any) -> None:
         value = message.value if message.value is not None else b""
-        rows, rejections = owned.pipeline.process(value)
+        owned.offset = message.offset + 1
+        owned.dirty = True
         stats = self.stats
         stats.records += 1
+        if owned.recent.repeat(value):
+            stats.redelivered += 1
+            return
+        rows, rejections = owned.pipeline.process(value)
         if rows:
             stamp = received_at(value)
             for row in rows:
@@ -234,8 +243,6 @@ class Featurizer:
                 rejection.reason, rejection.detail, value, "featurizer", time.time_ns(),
                 topic=message.topic, partition=message.partition, offset=message.offset,
                 key=(message.key or b"").decode("utf-8", "replace")))
-        owned.offset = message.offset + 1
-        owned.dirty = True
 
     def _send(self, topic: str, key: bytes, value: bytes) -> None:
         future = None
@@ -284,7 +291,8 @@ class Featurizer:
             self.stats.parts += 1
         assert owned.offset is not None  # dirty: a record was processed
         checkpoint = PartitionCheckpoint(self.spec, s.topic_in, owned.topic_id, owned.partition, owned.offset,
-                                         owned.pipeline.states, owned.pipeline.summary, owned.next_part)
+                                         owned.pipeline.states, owned.pipeline.summary, owned.next_part,
+                                         owned.recent.dump())
         flush = PartitionFlush(owned.partition, part, owned.rows, checkpoint_path(s.out_dir, owned.partition),
                                pickle.dumps(checkpoint, protocol=pickle.HIGHEST_PROTOCOL), owned.offset)
         owned.rows = []
@@ -388,7 +396,7 @@ class Featurizer:
         pipeline = FeaturePipeline(self.spec)
         if checkpoint is None:
             log.info("%s[%d]: no checkpoint; starting at the committed offset (or the earliest)", s.topic_in, partition)
-            return OwnedPartition(partition, lock, pipeline, None, 1, self._topic_id)
+            return OwnedPartition(partition, lock, pipeline, None, 1, self._topic_id, RecentRecords())
         if checkpoint.topic_id and self._topic_id and checkpoint.topic_id != self._topic_id:
             raise FeaturizerError(
                 f"{s.topic_in} was deleted and created again since {checkpoint_path(s.out_dir, partition)} was "
@@ -398,7 +406,8 @@ class Featurizer:
         pipeline.summary = checkpoint.summary
         log.info("%s[%d]: restored the state of %d products; resuming at offset %d",
                  s.topic_in, partition, len(checkpoint.states), checkpoint.offset)
-        return OwnedPartition(partition, lock, pipeline, checkpoint.offset, checkpoint.next_part, checkpoint.topic_id)
+        return OwnedPartition(partition, lock, pipeline, checkpoint.offset, checkpoint.next_part, checkpoint.topic_id,
+                              RecentRecords(digests=checkpoint.recent))
 
     def on_revoked(self, partitions: list[TopicPartition]) -> None:
         """Write the revoked partitions' parts and checkpoints, then let them go (the next owner loads them)."""

@@ -13,8 +13,8 @@ records and Coinbase Exchange ``ticker`` messages become Advanced Trade ticker f
 from their parsed ticks, so the features a client computes equal those of the recording.
 
 For drills and tests, one ``Plan`` per connection injects faults: a refused handshake, a
-skipped ``sequence_num`` or heartbeat, a frame that is not JSON, a dropped or silent socket, or
-a pause until an event is set. Everything sent is recorded in ``sent_tickers``.
+skipped ``sequence_num`` or heartbeat, hostile frames (``HOSTILE``), a dropped or silent socket,
+or a pause until an event is set. Everything sent is recorded in ``sent_tickers``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,17 @@ from features.ticks import Tick, parse_line, parse_time_ns
 SUBSCRIBE_WINDOW_S = 5.0
 CHANNELS = {"ticker", "heartbeats"}
 HEARTBEAT_S = 1.0
+# Frames no client should choke on: each is sent before the frame at the fault's index.
+HOSTILE = {
+    "garbage": "this is not JSON {",
+    "big_garbage": "x" * 900_000,  # not JSON, 900 KB: a third more once base64-encoded
+    "oversize": orjson.dumps({"channel": "ticker", "timestamp": "2026-04-05T22:35:14Z", "events": [
+        {"type": "update", "tickers": [{"type": "ticker", "product_id": "BTC-USD", "price": "1", "best_bid": "1",
+                                        "best_ask": "2", "pad": "x" * 1_100_000}]}]}).decode(),
+    "events_not_a_list": '{"channel":"ticker","events":5}',
+    "subscriptions_odd": '{"channel":"subscriptions","events":{"a":1}}',
+    "ticker_without_tickers": '{"channel":"ticker","events":[{"type":"update","tickers":[{"price":"1"}]}]}',
+}
 
 
 def format_frame_time(ts_ns: int) -> str:
@@ -236,8 +247,8 @@ class MarketServer:
                         else:
                             await asyncio.sleep(min(wait, until_heartbeat))
             fault = plan.faults.get(position)
-            if fault == "garbage":
-                await ws.send("this is not JSON {")
+            if fault in HOSTILE:
+                await ws.send(HOSTILE[fault])
             if fault == "skip_sequence":
                 seq += 1
             if time.monotonic() >= next_heartbeat or fault == "skip_heartbeat":

@@ -17,9 +17,10 @@ FRAMES_FILE = REPO_ROOT / "tests" / "data" / "btcusd-2026-04-05-frames.ndjson.gz
 THREE_PRODUCTS_FILE = REPO_ROOT / "tests" / "data" / "exchange-2025-11-27-head.ndjson.gz"
 
 
-def ingest_args(url: str, bootstrap: str | None, workdir: Path, minutes: float = 2.0, extra: tuple = ()) -> list[str]:
+def ingest_args(url: str, bootstrap: str | None, workdir: Path, minutes: float = 2.0, extra: tuple = (),
+                pairs: tuple[str, ...] = ("BTC-USD",)) -> list[str]:
     """ws_ingest.py with fast test timings: 1 s watchdog, backoff capped at 0.2 s."""
-    args = ["scripts/ws_ingest.py", "--pair", "BTC-USD", "--minutes", str(minutes), "--save-disk",
+    args = ["scripts/ws_ingest.py", *(a for p in pairs for a in ("--pair", p)), "--minutes", str(minutes), "--save-disk",
             "--ws-url", url, "--raw-dir", str(workdir / "raw"), "--spool-dir", str(workdir / "spool"),
             "--watchdog-seconds", "1", "--backoff-initial-seconds", "0.05", "--backoff-max-seconds", "0.2"]
     if bootstrap is None:
@@ -102,3 +103,46 @@ def replay_mirror(raw_dir: Path):
     cfg = load_config()
     table, _ = replay(expand_inputs([str(raw_dir / "*.ndjson")]), cfg.features, cfg.label.horizon_s)
     return by_product(table.drop(columns=[sigma_column(cfg.label.horizon_s)]))
+
+
+def read_topic(bootstrap: str, topic: str, at_least: int = 0, quiet_s: float = 2.0,
+               timeout_s: float = 60.0) -> list[tuple]:
+    """Every record of a topic (partition, offset, key, value): read until ``at_least`` records
+    are in and nothing new came for ``quiet_s``."""
+    consumer = make_consumer(bootstrap, None, consumer_timeout_ms=500, fetch_max_wait_ms=100)
+    try:
+        partitions = wait_until(lambda: consumer.partitions_for_topic(topic), 10, f"topic {topic}")
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
+        out: list[tuple] = []
+        deadline = time.monotonic() + timeout_s
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=200)
+            for records in batch.values():
+                out.extend((r.partition, r.offset, r.key, r.value) for r in records)
+            if batch:
+                last_new = time.monotonic()
+            elif len(out) >= at_least and time.monotonic() - last_new >= quiet_s:
+                break
+        return sorted(out)
+    finally:
+        consumer.close()
+
+
+def distinct_values(records: list[tuple]) -> list[bytes]:
+    """Values in log order (partition by partition), exact repeats left out (at-least-once delivery)."""
+    seen: set[bytes] = set()
+    out = []
+    for *_, value in sorted(records):
+        if value not in seen:
+            seen.add(value)
+            out.append(value)
+    return out
+
+
+def replay_values(values: list[bytes], workdir: Path):
+    """What replay computes from these raw records (label column left out), rows grouped by product."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "raw.ndjson").write_bytes(b"".join(v + b"\n" for v in values))
+    return replay_mirror(workdir)

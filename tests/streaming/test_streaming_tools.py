@@ -10,7 +10,7 @@ import yaml
 
 from common.kafka import ensure_topics, make_producer
 from features.ticks import raw_record
-from streaming_helpers import REPO_ROOT, free_port
+from streaming_helpers import REPO_ROOT, consume_values, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +30,23 @@ def test_local_kafka_starts_creates_topics_and_stops(spawn, tmp_path):
         stop = spawn("stop", ["scripts/local_kafka.py", "stop", *common])
         assert stop.wait(30) == 0
     assert spawn("status2", ["scripts/local_kafka.py", "status", *common]).wait(30) == 3
+
+
+def test_local_apache_kafka_keeps_its_data_across_a_restart(spawn, tmp_path, kafka_jars):
+    port = free_port()
+    common = ["--port", str(port), "--run-dir", str(tmp_path / "run")]
+    start = spawn("start", ["scripts/local_kafka.py", "start", "--engine", "apache", *common])
+    try:
+        assert start.wait(120) == 0, start.stderr()
+        assert "kept across restarts" in start.stdout()
+        bootstrap = f"127.0.0.1:{port}"
+        _produce(bootstrap, "ticks.raw", [b'{"n": %d}' % i for i in range(3)])
+        assert spawn("stop", ["scripts/local_kafka.py", "stop", *common]).wait(60) == 0
+        again = spawn("again", ["scripts/local_kafka.py", "start", "--engine", "apache", *common])
+        assert again.wait(120) == 0, again.stderr()
+        assert len(consume_values(bootstrap, "ticks.raw", 3, timeout_s=20)) == 3
+    finally:
+        assert spawn("down", ["scripts/local_kafka.py", "stop", *common]).wait(60) == 0
 
 
 def _produce(bootstrap: str, topic: str, values: list[bytes], key: bytes = b"BTC-USD") -> None:

@@ -13,7 +13,7 @@ import pytest
 from features.online import FeatureSpec
 from features.pipeline import Summary
 from features.ticks import raw_record
-from streaming.checkpoint import (FeaturizerError, PartitionCheckpoint, PartitionLock, checkpoint_path,
+from streaming.checkpoint import (FeaturizerError, PartitionCheckpoint, PartitionLock, RecentRecords, checkpoint_path,
                                   load_checkpoint, write_atomically)
 from streaming.featurizer import received_at
 from streaming.watch import Offsets, StallWatch
@@ -145,3 +145,12 @@ def test_an_idle_member_watches_the_group():
     assert watch.observe(40, {}, Offsets({0: 120}, {0: 80})) == 0
     assert watch.observe(51, {}, Offsets({0: 120}, {0: 80})) == 40  # nobody moved for 31 s
     assert watch.observe(60, {}, Offsets({0: 80}, {0: 80})) == 0  # no lag, no stall
+
+
+def test_recent_records_drop_exact_repeats_within_the_window_and_survive_a_checkpoint():
+    recent = RecentRecords(size=3)
+    assert [recent.repeat(v) for v in (b"a", b"b", b"a", b"c")] == [False, False, True, False]
+    restored = RecentRecords(size=3, digests=recent.dump())
+    assert restored.repeat(b"c") and restored.repeat(b"b")
+    assert not restored.repeat(b"d")  # pushes "a" out of the window
+    assert not restored.repeat(b"a")
