@@ -43,28 +43,9 @@ def mirrored_records(raw_dir: Path) -> list[dict]:
     return records
 
 
-def consume_values(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0,
-                   distinct: bool = False) -> list[tuple]:
-    """Read a topic from the beginning (no group) until ``expected`` records: (partition, offset, key, value).
-
-    ``distinct`` counts different values only (delivery around an outage may repeat some).
-    """
-    consumer = make_consumer(bootstrap, None, consumer_timeout_ms=500, fetch_max_wait_ms=100)
-    try:
-        partitions = wait_until(lambda: consumer.partitions_for_topic(topic), 10, f"topic {topic}")
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        consumer.seek_to_beginning()
-        out: list[tuple] = []
-        deadline = time.monotonic() + timeout_s
-        def count() -> int:
-            return len({value for *_, value in out}) if distinct else len(out)
-
-        while count() < expected and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                out.extend((r.partition, r.offset, r.key, r.value) for r in records)
-        return out
-    finally:
-        consumer.close()
+def consume_values(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[tuple]:
+    """Read a topic from the beginning (no group) until ``expected`` records: (partition, offset, key, value)."""
+    return read_topic(bootstrap, topic, at_least=expected, quiet_s=0.0, timeout_s=timeout_s)
 
 
 def featurizer_args(bootstrap: str, out_dir: Path, extra: tuple = ()) -> list[str]:
@@ -107,8 +88,8 @@ def replay_mirror(raw_dir: Path):
 
 def read_topic(bootstrap: str, topic: str, at_least: int = 0, quiet_s: float = 2.0,
                timeout_s: float = 60.0) -> list[tuple]:
-    """Every record of a topic (partition, offset, key, value): read until ``at_least`` records
-    are in and nothing new came for ``quiet_s``."""
+    """Records of a topic from its beginning (partition, offset, key, value), sorted: read until
+    ``at_least`` records are in and nothing new came for ``quiet_s`` (or ``timeout_s`` passed)."""
     consumer = make_consumer(bootstrap, None, consumer_timeout_ms=500, fetch_max_wait_ms=100)
     try:
         partitions = wait_until(lambda: consumer.partitions_for_topic(topic), 10, f"topic {topic}")
