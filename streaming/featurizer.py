@@ -5,7 +5,8 @@ equal replay's for the same records. Records are keyed by product, so one produc
 partition and the feature state is kept per partition (``OwnedPartition``): a partition can
 move to another featurizer of the group with its state (streaming/checkpoint.py).
 
-Delivery: feature rows are sent as soon as they are computed. Every flush (``flush_s`` or
+Delivery: feature rows go to a producer in a child process (streaming/producer_process.py) after
+every batch of records the consumer returns. Every flush (``flush_s`` or
 ``flush_rows``), in this order, the featurizer
   1. waits until the broker acknowledged every row and DLQ record sent so far,
   2. writes, per partition with new records, a Parquet part and then its checkpoint,
@@ -33,19 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from common.kafka import (
-    BrokerUnavailable,
-    KeyPartitioner,
-    close_quietly,
-    dlq_record,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-)
+from common.kafka import close_quietly, dlq_record, ensure_topics, make_consumer
 from features.online import FeatureSpec
 from features.pipeline import FeaturePipeline, Summary
 from streaming.checkpoint import (
@@ -58,6 +51,7 @@ from streaming.checkpoint import (
     part_path,
 )
 from streaming.parts import PartitionFlush, PartsWriter
+from streaming.producer_process import ProducerGone, ProducerProcess, Record
 from streaming.watch import LagProbe, StallWatch
 
 log = logging.getLogger(__name__)
@@ -136,11 +130,11 @@ class Featurizer:
         self._handed_on: dict[int, Summary] = {}  # counters of partitions handed on, for the final report
         self._stop = threading.Event()
         self._writer = PartsWriter(spec, settings.out_dir)
-        self._sent: list[tuple[str, bytes, bytes, Any]] = []  # (topic, key, value, future) since the flush
+        self._outbox: list[Record] = []  # computed, not yet handed to the producer process
+        self._unacked: list[Record] = []  # handed over since the last acknowledged flush (resent if it dies)
         self._topic_id: str | None = None
         self._consumer: KafkaConsumer | None = None
-        self._producer: KafkaProducer | None = None
-        self._partition_of: dict[str, KeyPartitioner] = {}  # topic -> cached key partitioner
+        self._producer: ProducerProcess | None = None
         self._probe = LagProbe(settings.bootstrap, settings.topic_in, settings.group)
         self._watch = StallWatch(settings.stall_s)
         self._fatal: FeaturizerError | None = None  # raised by the loop (callbacks must not raise)
@@ -158,7 +152,7 @@ class Featurizer:
         infos = ensure_topics(self.settings.bootstrap, self.settings.topics)
         info = infos.get(self.settings.topic_in)
         self._topic_id = str(info.topic_id) if info is not None and info.topic_id is not None else None
-        self._producer = make_producer(self.settings.bootstrap, **PRODUCER_OPTIONS)
+        self._producer = ProducerProcess(self.settings.bootstrap, self.settings.topics, PRODUCER_OPTIONS)
         self._join()
         gc.collect()
         gc.freeze()  # long-lived objects out of the collector's way: shorter pauses between rows
@@ -187,6 +181,7 @@ class Featurizer:
                         continue  # revoked meanwhile; the next owner reads these again
                     for message in records:
                         self._process(owned, message)
+                self._ship()
                 now = time.monotonic()
                 if self._rows_pending() >= s.flush_rows or now - last_flush >= s.flush_s:
                     self.flush()
@@ -245,17 +240,26 @@ class Featurizer:
                 key=(message.key or b"").decode("utf-8", "replace")))
 
     def _send(self, topic: str, key: bytes, value: bytes) -> None:
-        future = None
-        producer = self._producer
-        if producer is not None:
-            try:
-                partitioner = self._partition_of.get(topic)
-                if partitioner is None or partitioner.producer is not producer:
-                    partitioner = self._partition_of[topic] = KeyPartitioner(producer, topic)
-                future = producer.send(topic, key=key, value=value, partition=partitioner(key))
-            except KafkaError as exc:  # metadata unavailable; flush() sends it again
-                log.warning("send to %s failed: %s", topic, exc)
-        self._sent.append((topic, key, value, future))
+        self._outbox.append((topic, key, value))
+
+    def _ship(self) -> None:
+        """Hand the records computed so far to the producer process (a new one if it died)."""
+        if not self._outbox:
+            return
+        chunk, self._outbox = self._outbox, []
+        self._unacked.extend(chunk)
+        try:
+            assert self._producer is not None
+            self._producer.send(chunk)
+        except ProducerGone as exc:
+            self._restart_producer(exc)
+
+    def _restart_producer(self, why: Exception) -> None:
+        log.warning("%s: starting another and sending the %d records it had not confirmed", why, len(self._unacked))
+        if self._producer is not None:
+            self._producer.close(timeout_s=1.0)
+        self._producer = ProducerProcess(self.settings.bootstrap, self.settings.topics, PRODUCER_OPTIONS)
+        self._producer.send(self._unacked)
 
     # -- flush: outputs, checkpoints, commit ----------------------------------------------
 
@@ -315,48 +319,27 @@ class Featurizer:
             self.stats.commit_failures += 1
             log.warning("offset commit failed (%s); the checkpoints keep the positions", exc)
 
-    def _deliver(self, retry_max_s: float = 15.0) -> bool:
-        """Wait until every record sent since the last flush is acknowledged, resending on failure.
+    def _deliver(self) -> bool:
+        """Wait until the broker has every record computed so far (the producer process retries).
 
         Gives up only when asked to stop: the unacknowledged rows are then recomputed from the
         last checkpoints on the next start.
         """
-        delay = 0.5
+        self._ship()
         while True:
-            if self._producer is not None:
-                try:
-                    self._producer.flush(timeout=30.0)
-                except KafkaError as exc:
-                    log.warning("flush failed: %s", exc)
-            failed = [i for i, (*_, future) in enumerate(self._sent)
-                      if future is None or not future.is_done or future.failed()]
-            if not failed:
-                self._sent.clear()
-                return True
+            try:
+                assert self._producer is not None
+                if self._producer.flush(timeout_s=5.0 if self._stop.is_set() else 30.0):
+                    self._unacked.clear()
+                    return True
+            except ProducerGone as exc:
+                self._restart_producer(exc)
+                continue
             if self._stop.is_set():
                 log.error("stopping with %d records not acknowledged; the next start recomputes them "
-                          "from the last checkpoints", len(failed))
+                          "from the last checkpoints", len(self._unacked))
                 return False
-            log.warning("%d records not acknowledged by %s; retrying in %.1f s",
-                        len(failed), self.settings.bootstrap, delay)
-            close_quietly([self._producer])
-            self._producer = None
-            self._stop.wait(delay)
-            delay = min(delay * 2, retry_max_s)
-            try:
-                ensure_topics(self.settings.bootstrap, self.settings.topics)
-                self._producer = make_producer(self.settings.bootstrap, **PRODUCER_OPTIONS)
-            except (BrokerUnavailable, KafkaError) as exc:
-                log.warning("%s", exc)
-                continue
-            for i in failed:  # in order; the first attempt may still arrive (at least once)
-                topic, key, value, _ = self._sent[i]
-                try:
-                    future = self._producer.send(topic, key=key, value=value)
-                except KafkaError as exc:
-                    log.warning("send to %s failed: %s", topic, exc)
-                    future = None
-                self._sent[i] = (topic, key, value, future)
+            log.warning("%d records still not acknowledged by %s; waiting", len(self._unacked), self.settings.bootstrap)
 
     # -- partitions: take over with the checkpoint, hand on after a flush ----------------------
 
@@ -467,7 +450,9 @@ class Featurizer:
         for owned in self.owned.values():
             owned.lock.release()
         self._probe.close()
-        close_quietly([self._consumer, self._producer])
+        close_quietly([self._consumer])
+        if self._producer is not None:
+            self._producer.close()
         self._consumer = self._producer = None
 
 

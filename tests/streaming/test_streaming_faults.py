@@ -8,8 +8,10 @@ replay computes from those raw records.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+from pathlib import Path
 
 import orjson
 import pandas as pd
@@ -187,3 +189,20 @@ def _assigned(proc) -> list[int] | None:
     """The partitions the featurizer said it holds last (None before it said anything)."""
     lines = [line for line in proc.stderr().splitlines() if "assigned [" in line]
     return orjson.loads(lines[-1][lines[-1].index("assigned [") + 9:]) if lines else None
+
+
+def test_featurizer_producer_process_killed_is_replaced_and_no_row_is_lost(coinbase, broker, spawn, tmp_path,
+                                                                           frames):
+    """The featurizer's producer runs in a child process: kill -9 it mid-stream; the featurizer
+    starts another and sends again what was not confirmed, so ticks.features has every row."""
+    server, feat, ingest, out_dir = _start(coinbase, broker, spawn, tmp_path, [Plan(pace_s=PACE_S)])
+    wait_until(lambda: count_part_rows(out_dir) >= 1000, 60, "the first rows")
+    children = Path(f"/proc/{feat.popen.pid}/task/{feat.popen.pid}/children").read_text().split()
+    (producer,) = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(int(producer), signal.SIGKILL)
+    _finish_ingest(server, ingest, tmp_path / "raw", len(frames))
+    values, _ = _raw_frames(broker, len(frames))
+    _assert_rows_equal_replay(feat, out_dir, values, tmp_path)
+    assert "starting another" in feat.stderr()
+    published = {orjson.loads(v)["ts"] for *_, v in read_topic(broker.bootstrap, "ticks.features", at_least=len(frames))}
+    assert published == set(read_parts(out_dir)["ts"].astype("int64"))
