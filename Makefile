@@ -20,7 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-test: setup compose-tool  ## the whole test suite: unit, property, golden replays, integration
+test: setup compose-tool kafka-jars  ## the whole test suite: unit, property, golden replays, integration (on Apache Kafka)
 	$(PY) -m pytest
 
 demo: setup  ## the whole job on the bundled sample, no Docker/network: replay, train (MLflow in sqlite), infer, reports
@@ -38,7 +38,7 @@ bench: setup  ## benchmarks; figures go to reports/benchmarks.md
 clean:  ## remove generated data and the virtual environment
 	rm -rf $(VENV) data/processed/*.parquet .pytest_cache .hypothesis
 
-.PHONY: kafka kafka-down ingest featurize compose-tool
+.PHONY: kafka kafka-down kafka-jars ingest featurize live-demo compose-tool
 
 kafka: setup  ## start the local Kafka-compatible broker on localhost:9092 and create the topics (no Docker)
 	$(PY) scripts/local_kafka.py start
@@ -46,11 +46,17 @@ kafka: setup  ## start the local Kafka-compatible broker on localhost:9092 and c
 kafka-down: setup  ## stop the local broker (it keeps topics in memory: they are gone)
 	$(PY) scripts/local_kafka.py stop
 
+kafka-jars: setup  ## fetch Apache Kafka's jars with Maven into .kafka/ (once; the tests run on Apache Kafka)
+	$(PY) scripts/local_kafka.py fetch
+
 ingest: setup  ## 15 minutes of live BTC-USD ticks into ticks.raw, mirrored to data/raw/
 	$(PY) scripts/ws_ingest.py --pair BTC-USD --minutes 15 --save-disk
 
 featurize: setup  ## live features: ticks.raw -> ticks.features and data/processed/stream/ (Ctrl-C stops)
 	$(PY) features/featurizer.py --topic_in ticks.raw --topic_out ticks.features
+
+live-demo: setup  ## the live path offline for 3 minutes: recorded market, broker, ingest, features, scorer, API; prints counts and latency
+	$(PY) scripts/live_demo.py --minutes 3
 
 compose-tool:  ## install Debian's docker-compose when missing (the tests validate docker/compose.yaml with it)
 	@command -v docker-compose >/dev/null 2>&1 || { \
