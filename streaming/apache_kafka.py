@@ -128,8 +128,9 @@ class ApacheKafka:
         self.properties_path.write_text(server_properties(self.port, self._controller_port(), self.data_dir))
         if not (self.data_dir / "log" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            result = subprocess.run(self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                               "-c", str(self.properties_path)),
+            result = subprocess.run(self._java(libs, "kafka.tools.StorageTool", "format",
+                                               f"--cluster-id={cluster_id}",  # an id may start with "-"
+                                               f"--config={self.properties_path}"),
                                     capture_output=True, text=True)
             if result.returncode != 0:
                 raise BrokerError(f"cannot format {self.data_dir}: {result.stdout.strip()} {result.stderr.strip()}"[-800:])

@@ -11,6 +11,8 @@ import pytest
 from streaming.market import MarketServer, Plan, recorded_frames
 from streaming_helpers import FRAMES_FILE, THREE_PRODUCTS_FILE
 
+HEARTBEAT_S = 0.2  # well inside the ingestor's watchdog in the tests, even on a busy machine
+
 
 @pytest.fixture(scope="session")
 def frames() -> list[dict]:
@@ -30,6 +32,7 @@ def coinbase(frames):
     servers: list[MarketServer] = []
 
     def start(plans: list[Plan], subset: list[dict] | None = None, **options) -> MarketServer:
+        options.setdefault("heartbeat_s", HEARTBEAT_S)
         server = MarketServer(frames if subset is None else subset, plans, **options)
         server.start()
         servers.append(server)

@@ -19,10 +19,10 @@ THREE_PRODUCTS_FILE = REPO_ROOT / "tests" / "data" / "exchange-2025-11-27-head.n
 
 def ingest_args(url: str, bootstrap: str | None, workdir: Path, minutes: float = 2.0, extra: tuple = (),
                 pairs: tuple[str, ...] = ("BTC-USD",)) -> list[str]:
-    """ws_ingest.py with fast test timings: 1 s watchdog, backoff capped at 0.2 s."""
+    """ws_ingest.py with fast test timings: 3 s watchdog (15 heartbeats), backoff capped at 0.2 s."""
     args = ["scripts/ws_ingest.py", *(a for p in pairs for a in ("--pair", p)), "--minutes", str(minutes), "--save-disk",
             "--ws-url", url, "--raw-dir", str(workdir / "raw"), "--spool-dir", str(workdir / "spool"),
-            "--watchdog-seconds", "1", "--backoff-initial-seconds", "0.05", "--backoff-max-seconds", "0.2"]
+            "--watchdog-seconds", "3", "--backoff-initial-seconds", "0.05", "--backoff-max-seconds", "0.2"]
     if bootstrap is None:
         args.append("--no-kafka")
     else:
