@@ -70,9 +70,9 @@ def fit_candidates(table: pd.DataFrame, parts: Parts, families: tuple[str, ...],
     train, validation = table.iloc[parts.train], table.iloc[parts.validation]
     taus, tau = taus_from_train(train, sigma_col, tau_percentile)
     y_val = labels_for(validation, sigma_col, taus, tau)
-    if y_val.sum() == 0:
-        raise TableError(f"the validation part ({len(validation)} rows) has no spike at the training tau; "
-                         "use more data or a lower label.tau_percentile")
+    if y_val.sum() == 0:  # a calm stretch: probabilities fall back to the validation spike rate (near 0)
+        log.warning("the validation part %s .. %s (%d rows) has no spike at the training tau",
+                    validation["ts"].min(), validation["ts"].max(), len(validation))
     models, thresholds = {}, {}
     for family in families:
         model = build(family, features, column, taus, tau).fit(train, train[sigma_col])
