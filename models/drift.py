@@ -11,7 +11,7 @@ product's windows against that product's training rows), and a window drifts whe
 
 The quantile is the lowest that keeps the false-alarm rate at the target when each training
 day is judged as new data: its windows against the other days' rows, with thresholds from the
-other days' windows. Detection is measured on captures of other periods.
+other days' windows (each hour against the others when the rows span a single day). Detection is measured on captures of other periods.
 Evidently's built-in normed Wasserstein floors the standard deviation at 0.001, which swallows
 features measured in log returns, so the statistic is registered here without that floor.
 """
@@ -130,7 +130,10 @@ def calibrate(train: pd.DataFrame, columns: list[str], minutes: float, share: fl
     null = window_distances(train, train, columns, minutes)
     if null.empty:
         raise ValueError(f"no {minutes:g}-minute window of the training rows holds {MIN_WINDOW_ROWS} rows")
+    unit = "day"
     day = train["ts"].dt.strftime("%Y-%m-%d")
+    if day.nunique() < 2:  # one day of training rows: judge each hour against the others instead
+        unit, day = "hour", train["ts"].dt.strftime("%Y-%m-%d %H:00")
     held_out = []  # per day: (thresholds source = the other days' windows, that day's windows against them)
     for d in sorted(day.unique()):
         rest, held = train[day != d], train[day == d]
@@ -154,7 +157,7 @@ def calibrate(train: pd.DataFrame, columns: list[str], minutes: float, share: fl
     return {
         "window_minutes": minutes, "dataset_share": share, "false_alarm_target": false_alarm_target,
         "column_quantile": chosen["column_quantile"], "thresholds": thresholds,
-        "training_windows": int(len(null)), "days": [d for d, _, _ in held_out],
+        "training_windows": int(len(null)), "held_out_unit": unit, "held_out": [d for d, _, _ in held_out],
         "in_sample_false_alarm_rate": float(flagged(null, thresholds, share).mean()),
         "leave_one_day_out": chosen, "quantiles_tried": tried,
         "target_met": bool(np.isfinite(chosen["false_alarm_rate"]) and chosen["false_alarm_rate"] <= false_alarm_target),

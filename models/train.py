@@ -31,7 +31,7 @@ from features.replay import write_parquet
 from models.artifacts import DEFAULT_ARTIFACTS, META_FILE, PREDICTIONS_FILE, SUMMARY_FILE, save_local
 from models.data import TableError, labeled_rows, read_table
 from models.summary import model_meta, product_lines, run_summary, verdict
-from models.training import TrainingSettings, train_models
+from models.training import TrainingSettings, check_settings, train_models
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
     })
     started = time.perf_counter()
     settings = settings_from(cfg, args)
-    if not 0 < settings.alert_budget < 1:
-        raise TableError(f"--alert-budget must be between 0 and 1, got {settings.alert_budget}")
+    check_settings(settings)
     features_path = args.features or Path(cfg.paths.features)
     full = read_table(features_path, ["product_id", *settings.features, settings.sigma_col])
     since, until = _utc(args.since), _utc(args.until)

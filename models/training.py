@@ -80,6 +80,13 @@ class TrainingResult:
 
 
 def check_settings(s: TrainingSettings) -> None:
+    """Settings that cannot give a meaningful run are refused with what to change."""
+    if not 0 < s.alert_budget < 1:
+        raise TableError(f"--alert-budget must be between 0 and 1, got {s.alert_budget}")
+    if s.folds < 2:
+        raise TableError(f"folds must be at least 2 (a walk-forward across days), got {s.folds}")
+    if s.bootstrap_draws < 0:
+        raise TableError(f"--draws must not be negative, got {s.bootstrap_draws}")
     if s.embargo_s < s.horizon_s:
         raise TableError(f"the embargo ({s.embargo_s:g} s) must be at least the label horizon ({s.horizon_s:g} s)")
     if s.column not in s.features:

@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 def _sentences(calibration: dict, measured: list[dict]) -> list[str]:
     lood = calibration["leave_one_day_out"]
     lines = [f"False alarms between windows of the training rows: {lood['false_alarm_rate']:.1%} of {lood['windows']} "
-             f"{calibration['window_minutes']:g}-minute windows, each day judged against the other days (target "
+             f"{calibration['window_minutes']:g}-minute windows, each {calibration['held_out_unit']} judged against the "
+             f"others (target "
              f"{calibration['false_alarm_target']:.0%}, {'met' if calibration['target_met'] else 'NOT met'}; column "
              f"thresholds at the {calibration['column_quantile']:.1%} quantile of the training windows' distances; "
              f"in sample: {calibration['in_sample_false_alarm_rate']:.1%} of {calibration['training_windows']})."]
