@@ -143,8 +143,9 @@ class SpikeForecaster(ClassifierMixin, BaseEstimator):
         return np.log(np.array([taus.get(p, self.tau) for p in self._products(X)], dtype=float))
 
     def sigma(self, X: pd.DataFrame) -> np.ndarray:
-        """Forecast of sigma_future (its conditional median), whatever tau."""
-        return np.exp(self._mu(X))
+        """Forecast of sigma_future (its conditional median), whatever tau; at most 1 (100 % a tick), so
+        absurd inputs give a finite, recognisable ceiling rather than an overflow."""
+        return np.exp(np.clip(self._mu(X), np.log(SIGMA_FLOOR), 0.0))
 
     def score(self, X: pd.DataFrame) -> np.ndarray:
         """The ranking score z (see the module docstring)."""

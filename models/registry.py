@@ -21,7 +21,6 @@ import mlflow
 import mlflow.data
 import mlflow.sklearn
 import numpy as np
-import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -156,10 +155,14 @@ def _log_child(experiment_id: str, result: TrainingResult, model: ModelResult, m
         return run.info.run_id, info.model_uri
 
 
-def register(model_uri: str, model_name: str, family: str, features: tuple[str, ...], score: float, run_id: str,
-             score_of: Callable[[str, tuple[str, ...]], float | None]) -> dict[str, Any]:
+def register(model_uri: str, model_name: str, score: float, run_id: str, family: str = "",
+             features: tuple[str, ...] = (),
+             score_of: Callable[[str, tuple[str, ...]], float | None] | None = None) -> dict[str, Any]:
     """Register ``model_uri``; alias it champion when ``score`` (its walk-forward ratio) is at least what
-    ``score_of(family, features)`` gives the current champion's family on the same walk-forward."""
+    ``score_of(family, features)`` gives the current champion's family on the same walk-forward.
+
+    Without ``score_of`` the champion's own recorded ratio is the bar (a weaker comparison: other folds).
+    """
     client = MlflowClient()
     try:
         if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
@@ -169,11 +172,15 @@ def register(model_uri: str, model_name: str, family: str, features: tuple[str, 
         for key, value in {SCORE_TAG: f"{score:.6f}", "family": family, "features": ",".join(features)}.items():
             client.set_model_version_tag(model_name, mv.version, key, value)
         champion_score, reason = None, "there was no champion"
-        if current is not None:
+        if current is not None and score_of is not None:
             champion_score = score_of(current["family"], current["features"]) if current["family"] else None
             reason = (f"its family ({current['family'] or 'unknown'}) cannot be refitted on this walk-forward"
                       if champion_score is None else
                       f"champion v{current['version']} ({current['family']}) scores {champion_score:.3f} on the same folds")
+        elif current is not None:
+            champion_score = current["own_walk_forward_gm_ratio"]
+            reason = (f"champion v{current['version']} recorded {champion_score:.3f} on its own walk-forward"
+                      if champion_score is not None else "the champion recorded no walk-forward ratio")
         wins = champion_score is None or score >= champion_score
         alias = CHAMPION if wins else CHALLENGER
         client.set_registered_model_alias(model_name, alias, mv.version)
@@ -181,12 +188,12 @@ def register(model_uri: str, model_name: str, family: str, features: tuple[str, 
         raise TrackingError(f"registering {model_name} failed ({_first_line(exc)})") from exc
     outcome = {
         "model_name": model_name, "version": str(mv.version), "alias": alias, "family": family,
-        "walk_forward_gm_ratio": score, "previous_champion": current and {**current, "features": list(current["features"]),
-                                                                          "same_walk_forward_gm_ratio": champion_score},
-        "reason": reason,
+        "walk_forward_gm_ratio": score, "reason": reason,
+        "previous_champion": current and {**current, "features": list(current["features"]),
+                                          "same_walk_forward_gm_ratio": champion_score},
     }
     log.info("registered %s version %s (%s, walk-forward %.3fx persistence) as @%s: %s", model_name, mv.version,
-             family, score, alias, reason)
+             family or "family not given", score, alias, reason)
     return outcome
 
 

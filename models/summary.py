@@ -110,15 +110,16 @@ def verdict(summary: dict[str, Any]) -> list[str]:
     fam = wf["summary"][sel]
     folds = wf["folds"]
     days = sorted({d for f in folds for d in f["days"]})
+    across = f"{len(days)} day{'s' if len(days) != 1 else ''}"
     rates = [f["positive_rate"] for f in folds]
     lines = []
     ratio, ci = fam["gm_ratio"], fam["gm_ratio_ci90"]
     if sel == REFERENCE:
-        head = (f"Walk-forward across {len(days)} days ({days[0]} to {days[-1]}, {len(folds)} folds): no candidate "
+        head = (f"Walk-forward across {across} ({days[0]} to {days[-1]}, {len(folds)} folds): no candidate "
                 f"ranks next-minute spikes better than persistence; persistence is served.")
     else:
         beats = ratio > 1
-        head = (f"Walk-forward across {len(days)} days ({days[0]} to {days[-1]}, {len(folds)} folds): "
+        head = (f"Walk-forward across {across} ({days[0]} to {days[-1]}, {len(folds)} folds): "
                 f"{LABELS.get(sel, sel)} ranks next-minute spikes {ratio:.2f}x as well as persistence "
                 f"(geometric mean of the PR-AUC ratios; 90 % day-bootstrap interval {_fmt_ci(ci)}), "
                 f"{'above' if beats else 'NOT above'} it in {fam['folds_above_reference']} of {len(folds)} folds.")

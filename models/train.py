@@ -124,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
         experiment_id = use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
         parent_run, runs, uris = log_training(experiment_id, result, metas, str(features_path), uuid.uuid4().hex[:12])
         sel = result.selected
-        registry = register(uris[sel], cfg.mlflow.model_name, sel, settings.features,
-                            result.walk.summary[sel]["gm_ratio"], runs[sel], _champion_score(result, labeled))
+        registry = register(uris[sel], cfg.mlflow.model_name, result.walk.summary[sel]["gm_ratio"], runs[sel], sel,
+                            settings.features, _champion_score(result, labeled))
         for name in metas:
             metas[name]["mlflow"] = {"tracking_uri": cfg.mlflow.tracking_uri, "run_id": runs[name],
                                      "parent_run_id": parent_run, "model_uri": uris[name]}

@@ -62,10 +62,10 @@ def test_champion_moves_only_when_not_worse_on_the_same_walk_forward(trained, cf
         return score_of
 
     scores = {"har": 1.20, "gbm": 1.10, "zscore": 0.9}
-    first = register(uri, "alias-rule", "har", features, 1.20, run_id, same_walk_forward(scores))
-    worse = register(uri, "alias-rule", "gbm", features, 1.10, run_id, same_walk_forward(scores))
-    equal = register(uri, "alias-rule", "har", features, 1.20, run_id, same_walk_forward(scores))
-    better = register(uri, "alias-rule", "gbm", features, 1.30, run_id, same_walk_forward(scores))
+    first = register(uri, "alias-rule", 1.20, run_id, "har", features, same_walk_forward(scores))
+    worse = register(uri, "alias-rule", 1.10, run_id, "gbm", features, same_walk_forward(scores))
+    equal = register(uri, "alias-rule", 1.20, run_id, "har", features, same_walk_forward(scores))
+    better = register(uri, "alias-rule", 1.30, run_id, "gbm", features, same_walk_forward(scores))
     assert [first["alias"], worse["alias"], equal["alias"], better["alias"]] == [CHAMPION, CHALLENGER, CHAMPION, CHAMPION]
     assert asked == [("har", features)] * 3  # the champion's family, refitted on the same folds each time
     assert str(client.get_model_version_by_alias("alias-rule", CHAMPION).version) == better["version"]
