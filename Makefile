@@ -26,8 +26,8 @@ test: setup compose-tool kafka-jars  ## the whole test suite: unit, property, go
 demo: setup  ## the whole job on the bundled sample, no Docker/network: replay, train (MLflow in sqlite), infer, reports
 	bash scripts/demo.sh
 
-replay: setup  ## replay the bundled real sample into data/processed/features.parquet
-	$(PY) scripts/replay.py --raw 'data/sample/btcusd-2025-12/*.ndjson.gz' --out data/processed/features.parquet
+replay: setup  ## replay the bundled training data (Exchange feed, 3 products, 4 days) into data/processed/features.parquet
+	$(PY) scripts/replay.py --raw 'data/sample/exchange-2025-11/*.ndjson.gz' --out data/processed/features.parquet
 
 bench: setup  ## benchmarks; figures go to reports/benchmarks.md
 	$(PY) scripts/bench_replay.py

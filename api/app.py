@@ -241,14 +241,17 @@ def create_app(cfg: Config | None = None, holder: ModelHolder | None = None,
             raise HTTPException(503, detail=_unavailable(holder))
         model = served.model
         matrix = np.array([[getattr(row, f) for f in model.features] for row in body.rows], dtype=float)
-        scores = model.score(pd.DataFrame(matrix, columns=list(model.features)))
+        frame = pd.DataFrame(matrix, columns=list(model.features))
+        frame.insert(0, "product_id", [row.product_id for row in body.rows])
+        scores, sigmas = model.score(frame), model.sigma(frame)
         request.state.model_variant, request.state.rows = served.variant, len(scores)
         service.metrics.observe_scores(served.variant, scores, model.threshold)
         values = scores.tolist()
         # Serialized here (the shape is PredictResponse, documented above): FastAPI would
         # validate and encode the response model again, a measurable share of a 5 ms request.
         return Response(orjson.dumps({
-            "scores": values, "alerts": [s >= model.threshold for s in values], "threshold": model.threshold,
+            "scores": values, "sigmas": sigmas.tolist(), "alerts": [s >= model.threshold for s in values],
+            "threshold": model.threshold,
             "model_variant": served.variant, "model": model.name, "version": model.version,
             "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}), media_type="application/json")
 
@@ -265,7 +268,8 @@ def create_app(cfg: Config | None = None, holder: ModelHolder | None = None,
             body["detail"] = _unavailable(holder)
         return JSONResponse(body, status_code=200 if served else 503)
 
-    @app.get("/version", summary="Served model (name, registry version and alias, tau, threshold, features), code")
+    @app.get("/version", summary="Served model (name, registry version and alias, tau, threshold, alert budget and "
+                                 "what to expect from its alerts, features), code")
     async def version_info() -> dict:
         served = holder.current()
         info = served.describe() if served else {"model_variant": None}

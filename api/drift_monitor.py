@@ -122,9 +122,10 @@ class DriftSettings:
 
 class DriftMonitor:
     def __init__(self, settings: DriftSettings, reference: pd.DataFrame, features: tuple[str, ...],
-                 metrics: DriftMetrics | None = None) -> None:
+                 metrics: DriftMetrics | None = None, calibration: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.reference = reference
+        self.calibration = calibration  # per-column thresholds from the training windows (models.drift.calibrate)
         self.features = features
         self.metrics = metrics or DriftMetrics()
         self.window = LiveWindow(features, settings.window_s)
@@ -207,7 +208,8 @@ class DriftMonitor:
             return {"outcome": "too_few_rows", "rows": len(current), "min_rows": s.min_rows}
         name = REPORT_PREFIX + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         try:
-            result = drift_report(self.reference, current, list(self.features), s.out_dir, name)
+            result = drift_report(self.reference, current, list(self.features), s.out_dir, name, self.calibration,
+                                  "the last live window against the served model's training rows")
         except (ValueError, KeyError, TypeError) as exc:  # Evidently refusing a degenerate window
             m.runs.labels("error").inc()
             log.error("drift report failed: %s", exc)

@@ -23,6 +23,9 @@ def request_model(features: tuple[str, ...], max_rows: int, example: dict[str, f
                             json_schema_extra={"example": example} if example else None)
     row = create_model(  # type: ignore[call-overload]
         "FeatureRow", __config__=row_config,
+        product_id=(str | None, Field(default=None, max_length=64,
+                                      description="product, e.g. BTC-USD: picks its tau; without it, the tau of all "
+                                                  "training rows")),
         **{name: (FiniteNumber, Field(description=f"feature {name} (see docs/feature_spec.md)")) for name in features},
     )
     return create_model(  # type: ignore[call-overload]
@@ -34,7 +37,9 @@ def request_model(features: tuple[str, ...], max_rows: int, example: dict[str, f
 
 class PredictResponse(BaseModel):
     scores: list[float] = Field(description="spike probability of each row, in request order")
-    alerts: list[bool] = Field(description="score >= threshold, the cut chosen on validation")
+    sigmas: list[float] = Field(description="forecast of sigma_future_60s for each row, whatever tau: "
+                                            "apply your own threshold to it")
+    alerts: list[bool] = Field(description="score >= threshold, the cut chosen on validation for the alert budget")
     threshold: float
     model_variant: str = Field(description="ml or baseline")
     model: str = Field(description="model name (e.g. logreg, zscore)")

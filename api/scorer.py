@@ -277,11 +277,13 @@ class LiveScorer:
             self._deliver(futures)
             return
         model = served.model
-        scores = model.score(pd.DataFrame(np.asarray(vectors, dtype=float), columns=list(features)))
+        frame = pd.DataFrame(np.asarray(vectors, dtype=float), columns=list(features))
+        frame.insert(0, "product_id", [record["product_id"] for record in valid])
+        scores, sigmas = model.score(frame), model.sigma(frame)
         scored_at = format_time_ns(time.time_ns())
-        for record, score in zip(valid, scores.tolist()):
+        for record, score, sigma in zip(valid, scores.tolist(), sigmas.tolist()):
             prediction = {
-                "product_id": record["product_id"], "ts": record["ts"], "score": score,
+                "product_id": record["product_id"], "ts": record["ts"], "score": score, "sigma": sigma,
                 "alert": score >= model.threshold, "threshold": model.threshold,
                 "model_variant": served.variant, "model_name": model.name, "model_version": model.version,
                 "received_at": record.get("received_at"), "scored_at": scored_at,

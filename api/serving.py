@@ -104,7 +104,9 @@ class Served:
             "source": m.source,
             "fallback": self.fallback,
             "tau": m.tau,
+            "taus": m.meta.get("taus"),
             "threshold": m.threshold,
+            "alerts": m.meta.get("expected_alerts"),  # budget, expected alert rate and precision (walk-forward)
             "features": list(m.features),
             "trained_at": m.meta.get("trained_at"),
         }

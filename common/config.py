@@ -72,6 +72,45 @@ class LabelConfig:
 
 
 @dataclass(frozen=True)
+class ModelsConfig:
+    """Walk-forward evaluation, the candidate set and the alert budget (docs/model_card_v1.md)."""
+
+    families: tuple[str, ...] = ("persistence", "zscore", "har", "gbm")  # fixed before any evaluation
+    folds: int = 6  # walk-forward folds, each scored once by models fitted on the rows before it
+    initial_share: float = 0.3  # share of labeled rows before the first fold
+    validation_share: float = 0.2  # last share of each training window: probability map and alert threshold
+    embargo_s: float = 60.0  # dropped before each cut; at least the label horizon
+    alert_budget: float = 0.1  # share of rows that alert, at the threshold chosen on validation
+    bootstrap_draws: int = 1000  # day-level bootstrap of the walk-forward headline
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}")
+        for name in ("initial_share", "validation_share", "alert_budget"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.embargo_s < 0 or self.bootstrap_draws < 0:
+            raise ValueError("embargo_s and bootstrap_draws must not be negative")
+        if not self.families:
+            raise ValueError("families must name at least one model family")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """How a window of features is called drifted, calibrated on windows of the training rows."""
+
+    window_minutes: float = 10.0  # the windows compared with the training rows (live: serving.drift_window_minutes)
+    dataset_share: float = 0.5  # a window drifts when at least this share of the model's columns do
+    false_alarm_target: float = 0.1  # highest false-alarm rate between training windows, leaving one day out
+
+    def __post_init__(self) -> None:
+        if self.window_minutes <= 0:
+            raise ValueError(f"window_minutes must be positive, got {self.window_minutes}")
+        if not 0.0 < self.dataset_share <= 1.0 or not 0.0 < self.false_alarm_target < 1.0:
+            raise ValueError("dataset_share must be in (0, 1] and false_alarm_target in (0, 1)")
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     raw_dir: str = "data/raw"
     features: str = "data/processed/features.parquet"
@@ -106,6 +145,8 @@ class Config:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     features: FeatureSpec = field(default_factory=FeatureSpec)
     label: LabelConfig = field(default_factory=LabelConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
 

@@ -6,8 +6,9 @@ same ticks and get the same rows.
 
 Windows are event-time, trailing and half-open: a window of w seconds at tick time t holds the
 ticks with t - w < ts <= t of the current segment. Each window is kept as a pointer into
-per-segment prefix sums of the log returns and their squares, so a tick costs O(1) amortized
-whatever the window length.
+per-segment prefix sums (log returns, their squares, spreads), so a tick costs
+O(1) amortized whatever the window length. The EWMA volatilities are recurrences on two floats
+per half-life. All state is plain numbers and lists of numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from features.ticks import Tick
 NAN = float("nan")
 DUPLICATE = "duplicate"
 LATE = "late"
+LN2 = math.log(2.0)
 
 BASE_COLUMNS = (
     "product_id",
@@ -34,38 +36,57 @@ BASE_COLUMNS = (
     "book_imbalance",
     "segment_age_s",
 )
-WINDOW_FEATURES = ("rv", "ret", "tick_rate")
+WINDOW_FEATURES = ("rv", "log_rv", "ret", "tick_rate", "spread_mean", "spread_rel")
+EWMA_FEATURES = ("ewma_rv", "log_ewma_rv")
 TIME_COLUMNS = ("ts", "segment")
+# Floors before taking logs. 1e-7 (0.001 bp a tick) is far below any product's quietest minute with
+# moving quotes and keeps a window without a single mid move finite; 1e-4 bp is a tenth of the
+# tightest spread on the tape (1 cent on BTC-USD at 90,000 is 1.1e-3 bp), for a locked book (bid = ask).
+LOG_FLOOR = 1e-7
+SPREAD_FLOOR_BPS = 1e-4
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """The feature definition: trailing windows and the gap that starts a new segment."""
+    """The feature definition: trailing windows, EWMA half-lives and the gap that starts a segment."""
 
-    windows_s: tuple[float, ...] = (30.0, 60.0, 300.0)
+    windows_s: tuple[float, ...] = (30.0, 60.0, 300.0, 900.0)
+    ewma_halflives_s: tuple[float, ...] = (60.0, 600.0)
     segment_gap_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.windows_s or any(w <= 0 for w in self.windows_s):
             raise ValueError(f"windows_s must be positive seconds, got {self.windows_s}")
+        if any(h <= 0 for h in self.ewma_halflives_s):
+            raise ValueError(f"ewma_halflives_s must be positive seconds, got {self.ewma_halflives_s}")
         if self.segment_gap_s <= 0:
             raise ValueError(f"segment_gap_s must be positive, got {self.segment_gap_s}")
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """Row layout: the base columns, then rv/ret/tick_rate for each window in turn."""
-        return BASE_COLUMNS + tuple(
-            f"{name}_{w:g}s" for w in self.windows_s for name in WINDOW_FEATURES
+        """Row layout: the base columns, the window columns for each window in turn, then the EWMAs."""
+        return (
+            BASE_COLUMNS
+            + tuple(f"{name}_{w:g}s" for w in self.windows_s for name in WINDOW_FEATURES)
+            + tuple(f"{name}_{h:g}s" for h in self.ewma_halflives_s for name in EWMA_FEATURES)
         )
 
     @property
     def model_features(self) -> tuple[str, ...]:
-        """The stationary market columns a model may use.
+        """The columns models use: scale-free volatility state, the same for every product and feed.
 
-        Left out: ids, times and price levels, and ``segment_age_s``, which measures how long
-        the recorder has been connected, not the market (a model learns recording artefacts from it).
+        Logs of the realized and EWMA volatilities (a HAR-style forecaster is linear in them) and
+        the spread relative to its own trailing means. Walk-forward across days chose these: the
+        levels of spreads, tick rates, returns and book imbalance differ between products and
+        feeds, and models given them learned the product rather than the minute ahead. Left
+        out too: ids, times, price levels and ``segment_age_s`` (how long the recorder has been
+        connected, not the market).
         """
-        return ("log_return", "spread_bps", "book_imbalance") + self.columns[len(BASE_COLUMNS) :]
+        return (
+            tuple(f"log_rv_{w:g}s" for w in self.windows_s)
+            + tuple(f"log_ewma_rv_{h:g}s" for h in self.ewma_halflives_s)
+            + tuple(f"spread_rel_{w:g}s" for w in self.windows_s)
+        )
 
 
 class ProductState:
@@ -75,13 +96,17 @@ class ProductState:
         "spec",
         "_windows_ns",
         "_gap_ns",
+        "_decay_per_ns",
         "last",
         "last_mid",
         "segment_ns",
         "times",
         "cum_ret",
         "cum_sq",
+        "cum_spread",
         "starts",
+        "ew_sq",
+        "ew_n",
         "segments",
     )
 
@@ -89,13 +114,17 @@ class ProductState:
         self.spec = spec
         self._windows_ns = tuple(round(w * 1e9) for w in spec.windows_s)
         self._gap_ns = round(spec.segment_gap_s * 1e9)
+        self._decay_per_ns = tuple(LN2 / (h * 1e9) for h in spec.ewma_halflives_s)
         self.last: Tick | None = None
         self.last_mid = NAN
         self.segment_ns = 0
         self.times: list[int] = []  # tick times of the segment's retained tail
         self.cum_ret: list[float] = []  # prefix sums of log returns (first tick of segment: 0)
         self.cum_sq: list[float] = []  # prefix sums of squared log returns
+        self.cum_spread: list[float] = []  # prefix sums of spread_bps, this tick included
         self.starts: list[int] = []  # per window: index of its oldest tick
+        self.ew_sq: list[float] = []  # per half-life: decayed sum of squared returns
+        self.ew_n: list[float] = []  # per half-life: decayed count of returns
         self.segments = 0  # segments started so far
 
     def __getstate__(self) -> dict:
@@ -120,23 +149,36 @@ def update(state: ProductState, tick: Tick, new_segment: bool = False) -> list |
         if t < last[1]:
             return LATE
     mid = (bid + ask) * 0.5
+    spread = (ask - bid) / mid * 1e4
     times, cum_ret, cum_sq, starts = state.times, state.cum_ret, state.cum_sq, state.starts
+    cum_spread, ew_sq, ew_n = state.cum_spread, state.ew_sq, state.ew_n
     if last is None or new_segment or t - last[1] > state._gap_ns:
         state.segment_ns = t
         state.segments += 1
         times.clear()
         cum_ret.clear()
         cum_sq.clear()
+        cum_spread.clear()
         starts[:] = [0] * len(state._windows_ns)
+        ew_sq[:] = [0.0] * len(state._decay_per_ns)
+        ew_n[:] = [0.0] * len(state._decay_per_ns)
         r = NAN
         s_i = q_i = 0.0
+        a_i = spread
     else:
         r = math.log(mid / state.last_mid)
         s_i = cum_ret[-1] + r
         q_i = cum_sq[-1] + r * r
+        a_i = cum_spread[-1] + spread
+        dt = t - last[1]
+        for k, rate in enumerate(state._decay_per_ns):
+            decay = math.exp(-rate * dt)
+            ew_sq[k] = ew_sq[k] * decay + r * r
+            ew_n[k] = ew_n[k] * decay + 1.0
     times.append(t)
     cum_ret.append(s_i)
     cum_sq.append(q_i)
+    cum_spread.append(a_i)
     state.last = tick
     state.last_mid = mid
     segment_ns = state.segment_ns
@@ -145,11 +187,9 @@ def update(state: ProductState, tick: Tick, new_segment: bool = False) -> list |
         imbalance = (bid_qty - ask_qty) / (bid_qty + ask_qty)
     else:
         imbalance = NAN
-    row = [
-        product, t, segment_ns, price, bid, ask, mid, r,
-        (ask - bid) / mid * 1e4, imbalance, (t - segment_ns) * 1e-9,
-    ]
+    row = [product, t, segment_ns, price, bid, ask, mid, r, spread, imbalance, (t - segment_ns) * 1e-9]
     i = len(times) - 1
+    log_spread = math.log(max(spread, SPREAD_FLOOR_BPS))
     for k, w_ns in enumerate(state._windows_ns):
         p = starts[k]
         cutoff = t - w_ns
@@ -159,14 +199,25 @@ def update(state: ProductState, tick: Tick, new_segment: bool = False) -> list |
         # Returns in the window are those of ticks p..i, except the segment's first tick.
         b = p - 1 if p else 0
         n = i - b
+        ticks = i - p + 1
+        rate = ticks * 1e9 / w_ns
+        spread_mean = (a_i - (cum_spread[p - 1] if p else 0.0)) / ticks
+        spread_rel = log_spread - math.log(max(spread_mean, SPREAD_FLOOR_BPS))
         if n >= 2:
             s = s_i - cum_ret[b]
             var = (q_i - cum_sq[b]) / n - (s / n) ** 2
-            row += (math.sqrt(var) if var > 0.0 else 0.0, s, (i - p + 1) * 1e9 / w_ns)
+            rv = math.sqrt(var) if var > 0.0 else 0.0
+            row += (rv, math.log(max(rv, LOG_FLOOR)), s, rate, spread_mean, spread_rel)
         elif n == 1:
-            row += (NAN, s_i - cum_ret[b], (i - p + 1) * 1e9 / w_ns)
+            row += (NAN, NAN, s_i - cum_ret[b], rate, spread_mean, spread_rel)
         else:
-            row += (NAN, NAN, (i - p + 1) * 1e9 / w_ns)
+            row += (NAN, NAN, NAN, rate, spread_mean, spread_rel)
+    for k in range(len(ew_n)):
+        if ew_n[k] > 0.0:
+            ewma = math.sqrt(ew_sq[k] / ew_n[k])
+            row += (ewma, math.log(max(ewma, LOG_FLOOR)))
+        else:
+            row += (NAN, NAN)
     if i > 8192 and min(starts) * 2 > i:
         _drop_head(state)
     return row
@@ -177,8 +228,9 @@ def _drop_head(state: ProductState) -> None:
     cut = min(state.starts) - 1
     if cut <= 0:
         return
-    base_r, base_q = state.cum_ret[cut], state.cum_sq[cut]
     del state.times[:cut]
-    state.cum_ret[:] = [v - base_r for v in state.cum_ret[cut:]]
-    state.cum_sq[:] = [v - base_q for v in state.cum_sq[cut:]]
+    for name in ("cum_ret", "cum_sq", "cum_spread"):
+        values = getattr(state, name)
+        base = values[cut]
+        values[:] = [v - base for v in values[cut:]]
     state.starts[:] = [p - cut for p in state.starts]

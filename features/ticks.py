@@ -5,6 +5,8 @@ Supported shapes (see data/README.md):
   * a wrapped frame               {"ingest_time": ..., "payload": {...}}
   * a bare Advanced Trade frame   {"channel": ..., "timestamp": ..., "events": [...]}
   * a flat ticker record          {"timestamp"|"ts"|...: ..., "product_id": ..., "best_bid": ...}
+  * a Coinbase Exchange feed message {"type": "ticker", "sequence": ..., "time": ..., "best_bid_size": ...}
+    (a flat record too; messages of other types -- heartbeat, subscriptions -- are skipped)
 
 Acceptance rule 1 (reject what cannot be a valid quote) lives here because it needs no
 state; the stateful rules (duplicate, late, segment) live in ``features.online``.
@@ -63,6 +65,7 @@ class ParsedRecord(NamedTuple):
 
 FLAT_TIME_KEYS = ("timestamp", "ts", "ws_timestamp", "time")  # first present wins
 FLAT_VOLUME_KEYS = ("volume_24h", "volume_24_h")
+FLAT_SEQUENCE_KEYS = ("sequence_num", "sequence")  # the Exchange feed counts per product in "sequence"
 BID_QTY_KEYS = ("best_bid_qty", "best_bid_quantity", "best_bid_size")
 ASK_QTY_KEYS = ("best_ask_qty", "best_ask_quantity", "best_ask_size")
 
@@ -93,6 +96,8 @@ def parse_object(obj: dict[str, Any]) -> ParsedRecord:
         gap = False
     elif "channel" in obj or "events" in obj:
         frame, received, gap = obj, None, False
+    elif isinstance(obj.get("type"), str) and obj["type"] != "ticker":  # Exchange feed: heartbeat, subscriptions
+        return ParsedRecord([], [], obj["type"])
     elif "product_id" in obj or any(k in obj for k in FLAT_TIME_KEYS):
         ticks, rejections = _one(_flat_tick, obj)
         return ParsedRecord(ticks, rejections)
@@ -159,7 +164,7 @@ def _flat_tick(obj: dict[str, Any]) -> Tick:
     return _make_tick(
         obj.get("product_id"), ts_ns, obj.get("price"), obj.get("best_bid"), obj.get("best_ask"),
         _first(obj, BID_QTY_KEYS, raw), _first(obj, ASK_QTY_KEYS, raw), _first(obj, FLAT_VOLUME_KEYS, raw),
-        obj.get("sequence_num"),
+        _first(obj, FLAT_SEQUENCE_KEYS),
     )
 
 

@@ -1,8 +1,8 @@
 """Saving a trained model with its metadata, and loading one back from a folder or MLflow.
 
-A model travels with what it needs to be used correctly: the feature list, tau (the label
-threshold it was trained for), the alert threshold chosen on validation, the training data
-range and its metrics. Locally that is ``<dir>/model.skops`` plus ``<dir>/model.json``; in
+A model travels with what it needs to be used correctly: the feature list, tau per product
+(the label threshold it was trained for), the alert threshold chosen on validation for the
+alert budget, what to expect from its alerts, the training data range and its metrics. Locally that is ``<dir>/model.skops`` plus ``<dir>/model.json``; in
 MLflow the same dictionary is the logged model's metadata. ``load_model`` hides which one it
 was, so the inference CLI and the API share one way of scoring.
 
@@ -27,13 +27,13 @@ from models.data import TableError
 MODEL_FILE = "model.skops"
 META_FILE = "model.json"
 SUMMARY_FILE = "summary.json"
+PREDICTIONS_FILE = "walk_forward_predictions.parquet"  # out-of-sample scores of every fold
 DEFAULT_ARTIFACTS = Path("models/artifacts")
 TRUSTED_TYPES = [
     "numpy.dtype",
     "xgboost.core.Booster",
-    "xgboost.sklearn.XGBClassifier",
-    "models.baselines.PersistenceBaseline",
-    "models.baselines.ZScoreRule",
+    "xgboost.sklearn.XGBRegressor",
+    "models.forecast.SpikeForecaster",
 ]
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
@@ -44,7 +44,10 @@ class ModelLoadError(ValueError):
 
 @dataclass
 class LoadedModel:
-    """A fitted model and the facts needed to use it; ``score`` returns spike probabilities."""
+    """A fitted model and the facts needed to use it; ``score`` returns spike probabilities.
+
+    Rows are judged against the tau of their ``product_id`` when the table has that column.
+    """
 
     name: str
     version: str
@@ -63,11 +66,20 @@ class LoadedModel:
                 "build it with scripts/replay.py"
             )
 
-    def score(self, table: pd.DataFrame) -> np.ndarray:
-        """Probability of a spike in the next horizon for every row of ``table``."""
+    def _inputs(self, table: pd.DataFrame) -> pd.DataFrame:
         self.check_columns(table)
         X = table.loc[:, list(self.features)].astype(float)
-        return self.estimator.predict_proba(X)[:, 1]
+        if "product_id" in table.columns:
+            X.insert(0, "product_id", table["product_id"].to_numpy())
+        return X
+
+    def score(self, table: pd.DataFrame) -> np.ndarray:
+        """Probability of a spike in the next horizon for every row of ``table``."""
+        return self.estimator.predict_proba(self._inputs(table))[:, 1]
+
+    def sigma(self, table: pd.DataFrame) -> np.ndarray:
+        """Forecast of the next horizon's volatility (sigma_future) for every row, whatever tau."""
+        return self.estimator.sigma(self._inputs(table))
 
     def alert(self, table: pd.DataFrame) -> np.ndarray:
         """True where the score reaches the threshold chosen on validation."""

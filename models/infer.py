@@ -4,8 +4,9 @@
         [--model models/artifacts | models/artifacts/xgboost | models:/volatility-spike@champion] \\
         [--out reports/predictions.parquet] [--mode score|benchmark]
 
-Score mode writes product_id, ts, score (probability of a spike in the next horizon), alert
-(score >= the model's threshold) and label (sigma_future >= the model's tau, where known),
+Score mode writes product_id, ts, score (probability of a spike in the next horizon), sigma
+(the forecast of sigma_future), alert (score >= the model's threshold) and label
+(sigma_future >= the tau of the row's product, where known),
 and prints PR-AUC beside the positive rate when labels exist. Benchmark mode prints rows per
 second, one-row latency and the ratio to real time.
 """
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"labeled rows {metrics['rows']:,}: PR-AUC {metrics['pr_auc']:.3f} "
               f"(positive rate {metrics['positive_rate']:.3f}), ROC-AUC {metrics['roc_auc']:.3f}, "
-              f"precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f} at tau = {model.tau:.4g}")
+              f"precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, alert rate "
+              f"{metrics['alert_rate']:.3f} at each product's tau")
     return 0
 
 

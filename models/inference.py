@@ -12,18 +12,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.labels import spike_label
 from models.artifacts import LoadedModel
 from models.metrics import evaluate
 
 
 def predictions(model: LoadedModel, table: pd.DataFrame, sigma_col: str) -> pd.DataFrame:
-    """product_id, ts, score, alert, and label (nullable) where the future volatility is known."""
+    """product_id, ts, score, sigma (the forecast), alert, and label (nullable, against the row's
+    product tau) where the future volatility is known."""
     score = model.score(table)
     out = pd.DataFrame({"product_id": table["product_id"].to_numpy(), "ts": table["ts"].to_numpy(),
-                        "score": score, "alert": score >= model.threshold})
+                        "score": score, "sigma": model.sigma(table), "alert": score >= model.threshold})
     if sigma_col in table.columns:
-        out["label"] = spike_label(table[sigma_col], model.tau).to_numpy()
+        taus = model.meta.get("taus") or {}
+        row_tau = table["product_id"].map(taus).astype(float).fillna(model.tau)
+        out["label"] = (table[sigma_col] >= row_tau).astype("Int8").where(table[sigma_col].notna()).to_numpy()
     else:
         out["label"] = pd.array([pd.NA] * len(out), dtype="Int8")
     return out

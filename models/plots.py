@@ -17,10 +17,10 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from models.candidates import LABELS  # noqa: E402
+from models.forecast import LABELS  # noqa: E402
 
-COLORS = {"persistence": "#7f7f7f", "zscore": "#ff7f0e", "logreg": "#1f77b4", "xgboost": "#2ca02c"}
-LINESTYLES = {"persistence": "-", "zscore": ":", "logreg": "-", "xgboost": "-"}
+COLORS = {"persistence": "#7f7f7f", "zscore": "#ff7f0e", "har": "#1f77b4", "gbm": "#2ca02c"}
+LINESTYLES = {"persistence": "-", "zscore": ":", "har": "-", "gbm": "-"}
 
 Curves = Mapping[str, tuple[np.ndarray, np.ndarray]]  # model name -> (labels, scores)
 
@@ -55,7 +55,8 @@ def roc_curves(ax: Axes, curves: Curves, title: str) -> None:
 
 
 def calibration(ax: Axes, curves: Curves, title: str, bins: int = 10) -> None:
-    """Mean predicted probability against the observed spike rate, in equal-count bins."""
+    """Reliability: mean predicted probability against the observed spike rate, in equal-count bins,
+    with the Brier score of each model in the legend."""
     top = 0.0
     for name, (y, score) in curves.items():
         order = np.argsort(score, kind="stable")
@@ -63,14 +64,33 @@ def calibration(ax: Axes, curves: Curves, title: str, bins: int = 10) -> None:
         predicted = [score[g].mean() for g in groups if len(g)]
         observed = [y[g].mean() for g in groups if len(g)]
         top = max(top, max(predicted), max(observed))
+        brier = float(np.mean((np.asarray(score) - np.asarray(y)) ** 2))
         ax.plot(predicted, observed, marker="o", ms=3, color=COLORS.get(name), ls=LINESTYLES.get(name, "-"),
-                lw=1.2, label=_label(name))
+                lw=1.2, label=f"{_label(name)} (Brier {brier:.4f})")
     top = min(1.0, top * 1.1 + 0.01)
     ax.plot([0, top], [0, top], color="black", ls="--", lw=0.8, label="perfectly calibrated")
     ax.set(xlabel="mean predicted probability", ylabel="observed spike rate", title=title,
            xlim=(0, top), ylim=(0, top))
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
+
+
+def fold_ratios(ax: Axes, labels: list[str], ratios: Mapping[str, list[float]], rates: list[float], title: str) -> None:
+    """PR-AUC ratio to persistence per fold (bars per model), the fold's positive rate on a second axis."""
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(ratios), 1)
+    for i, (name, values) in enumerate(ratios.items()):
+        ax.bar(x + (i - (len(ratios) - 1) / 2) * width, values, width, color=COLORS.get(name), label=_label(name))
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_xticks(x, labels, fontsize=7)
+    top = max((v for values in ratios.values() for v in values if np.isfinite(v)), default=1.0)
+    ax.set(ylabel="PR-AUC / persistence's", title=title, ylim=(0, top * 1.35))
+    ax.legend(fontsize=7, loc="upper left", ncol=len(ratios))
+    ax.grid(alpha=0.3, axis="y")
+    twin = ax.twinx()
+    twin.plot(x, rates, color="#d62728", marker="o", ms=3, lw=1, label="positive rate")
+    twin.set_ylabel("positive rate", color="#d62728")
+    twin.set_ylim(0, max(rates) * 1.3 if max(rates) > 0 else 1)
 
 
 def confusion(ax: Axes, metrics: Mapping[str, float], title: str) -> None:
@@ -127,27 +147,15 @@ def score_over_time(
     ax.set_xlabel("time (UTC)")
 
 
-def model_figures(
-    name: str, labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
-    metrics: Mapping[str, Mapping[str, float]], imp: Mapping[str, float],
-) -> dict[str, Figure]:
-    """The per-model plots logged to MLflow: PR, ROC, confusion matrices and importance."""
+def model_figures(name: str, y: np.ndarray, p: np.ndarray, imp: Mapping[str, float]) -> dict[str, Figure]:
+    """The per-model plots logged to MLflow, on the walk-forward's out-of-sample predictions."""
     figs: dict[str, Figure] = {}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, part in zip(axes, ("validation", "test")):
-        pr_curves(ax, {name: (labels[part], scores[part])},
-                  f"{part}: PR-AUC {metrics[part]['pr_auc']:.3f} (positive rate {metrics[part]['positive_rate']:.3f})")
-    figs["pr_curve.png"] = fig
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, part in zip(axes, ("validation", "test")):
-        roc_curves(ax, {name: (labels[part], scores[part])}, f"{part}: ROC-AUC {metrics[part]['roc_auc']:.3f}")
-    figs["roc_curve.png"] = fig
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
-    for ax, part in zip(axes, ("validation", "test")):
-        confusion(ax, metrics[part], f"{part} at the chosen threshold")
-    figs["confusion_matrix.png"] = fig
+    pr_curves(axes[0], {name: (y, p)}, "walk-forward folds, pooled")
+    calibration(axes[1], {name: (y, p)}, "reliability on the walk-forward folds")
+    figs["pr_and_reliability.png"] = fig
     fig, ax = plt.subplots(figsize=(6, 4))
-    importance(ax, imp, f"{_label(name)}: feature importance")
+    importance(ax, imp, f"{_label(name)}: what drives the forecast")
     figs["feature_importance.png"] = fig
     for fig in figs.values():
         fig.tight_layout()

@@ -1,7 +1,11 @@
-"""MLflow tracking and the model registry: one run per model, and the champion rule.
+"""MLflow tracking and the model registry: one parent run per training, a child run per family.
 
-A new version becomes ``@champion`` only if its validation PR-AUC beats the current
-champion's; otherwise it is ``@challenger``. Aliases replace the old stages in MLflow 3.
+The parent run holds the walk-forward across days (settings, the headline per family, every
+fold) and the input datasets; each child run holds one family's served model, its threshold,
+its figures and plots. The registered version becomes ``@champion`` only if its walk-forward
+ratio to persistence is at least the current champion's **on the same walk-forward** (the
+champion's family refitted fold by fold on this run's folds); otherwise it is ``@challenger``.
+Aliases replace the old stages in MLflow 3.
 """
 
 from __future__ import annotations
@@ -9,14 +13,14 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import matplotlib.pyplot as plt
 import mlflow
+import mlflow.data
 import mlflow.sklearn
 import numpy as np
-import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -28,8 +32,8 @@ from models.training import ModelResult, TrainingResult
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-SCORE_TAG = "validation_pr_auc"
-LOGGED_METRICS = ("pr_auc", "positive_rate", "roc_auc", "f1", "precision", "recall", "brier", "alert_rate")
+SCORE_TAG = "walk_forward_gm_ratio"
+LOGGED_METRICS = ("pr_auc", "positive_rate", "roc_auc", "precision", "recall", "brier", "brier_skill", "alert_rate")
 # Exact pins of what unpickling needs, so logging skips the slow requirement inference.
 REQUIREMENT_PACKAGES = ("scikit-learn", "xgboost-cpu", "skops", "numpy", "pandas", "scipy")
 
@@ -74,90 +78,132 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def log_model_run(
-    experiment_id: str,
-    result: TrainingResult,
-    model: ModelResult,
-    meta: dict[str, Any],
-    example: pd.DataFrame,
-    training_id: str,
-) -> tuple[str, str]:
-    """Log one model's run (params, metrics, data ranges, plots, the model); return (run_id, model_uri)."""
-    with mlflow.start_run(experiment_id=experiment_id, run_name=model.name) as run:
-        mlflow.set_tags({"model_family": model.name, "training_id": training_id,
-                         "selected": str(model.name == result.best).lower()})
-        params: dict[str, Any] = {
-            "family": model.name,
-            **{f"param_{k}": v for k, v in model.params.items()},
-            "tau": result.tau,
-            "tau_percentile": result.tau_percentile,
-            "horizon_s": result.horizon_s,
-            "threshold": model.threshold,
-            "threshold_rule": model.threshold_rule,
-            "features": ",".join(result.features),
-            "embargo_s": result.split.embargo_s,
-            "split_fractions": ",".join(f"{f:g}" for f in result.fractions),
-            "rows_dropped_by_embargo": result.split.dropped_by_embargo,
-        }
-        for part, rng in result.split.ranges().items():
-            params.update({f"{part}_start": rng["start"], f"{part}_end": rng["end"], f"{part}_rows": rng["rows"]})
-        mlflow.log_params(params)
-        mlflow.log_metrics({
-            f"{part}_{key}": float(values[key])
-            for part, values in model.metrics.items() for key in LOGGED_METRICS if np.isfinite(values[key])
+def _finite(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+
+
+def _datasets(result: TrainingResult, source: str) -> list[tuple[Any, str]]:
+    """The train and validation parts as MLflow dataset inputs (schema, row count, digest, source)."""
+    s = result.settings
+    out = []
+    for name, part in result.parts.items():
+        frame = part.loc[:, ["product_id", "ts", *s.features, s.sigma_col]]
+        out.append((mlflow.data.from_pandas(frame, source=source, name=name, targets=s.sigma_col), name))
+    return out
+
+
+def log_training(experiment_id: str, result: TrainingResult, metas: dict[str, dict[str, Any]], source: str,
+                 training_id: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Log the parent run and one child run per family; return (parent run id, run ids, model URIs)."""
+    s = result.settings
+    walk = result.walk
+    datasets = _datasets(result, source)
+    runs, uris = {}, {}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"training {training_id}") as parent:
+        mlflow.set_tags({"training_id": training_id, "selected": result.selected, "kind": "training"})
+        mlflow.log_params({
+            "families": ",".join(walk.families), "features": ",".join(s.features), "tau_percentile": s.tau_percentile,
+            "horizon_s": s.horizon_s, "alert_budget": s.alert_budget, "folds": s.folds,
+            "initial_share": s.initial_share, "validation_share": s.validation_share, "embargo_s": s.embargo_s,
+            "bootstrap_draws": s.bootstrap_draws, "selected": result.selected,
+            **{f"tau_{p}": t for p, t in result.taus.items()},
         })
-        mlflow.log_metric("fit_seconds", model.fit_seconds)
-        mlflow.log_dict({"split": result.split.ranges(), "candidates": model.candidates}, "data_and_candidates.json")
-        for name, fig in model_figures(model.name, result.labels, model.scores, model.metrics, model.importance).items():
+        for dataset, context in datasets:
+            mlflow.log_input(dataset, context=context)
+        for family, fam in walk.summary.items():
+            mlflow.log_metrics(_finite({
+                f"wf_{family}_gm_ratio": fam["gm_ratio"], f"wf_{family}_ci90_low": fam["gm_ratio_ci90"][0],
+                f"wf_{family}_ci90_high": fam["gm_ratio_ci90"][1], f"wf_{family}_alert_rate": fam["alert_rate"],
+                f"wf_{family}_precision": fam["precision"], f"wf_{family}_brier_skill": fam["brier_skill"]}))
+        for fold in walk.folds:
+            mlflow.log_metrics(_finite({f"fold_pr_auc_{f}": m["pr_auc"] for f, m in fold["models"].items()}
+                                       | {"fold_positive_rate": fold["positive_rate"]}), step=fold["fold"])
+        mlflow.log_dict({"settings": walk.settings, "summary": walk.summary, "folds": walk.folds}, "walk_forward.json")
+        for name, model in result.models.items():
+            runs[name], uris[name] = _log_child(experiment_id, result, model, metas[name], datasets, training_id)
+    return parent.info.run_id, runs, uris
+
+
+def _log_child(experiment_id: str, result: TrainingResult, model: ModelResult, meta: dict[str, Any],
+               datasets: list[tuple[Any, str]], training_id: str) -> tuple[str, str]:
+    s = result.settings
+    with mlflow.start_run(experiment_id=experiment_id, run_name=model.name, nested=True) as run:
+        mlflow.set_tags({"model_family": model.name, "training_id": training_id,
+                         "selected": str(model.name == result.selected).lower()})
+        mlflow.log_params({"family": model.name, "threshold": model.threshold, "threshold_rule": model.threshold_rule,
+                           "alert_budget": s.alert_budget, "tau": result.tau,
+                           **{f"{part}_{k}": v for part, rng in result.ranges().items() for k, v in rng.items()}})
+        for dataset, context in datasets:
+            mlflow.log_input(dataset, context=context)
+        mlflow.log_metrics(_finite({f"validation_{k}": model.metrics[k] for k in LOGGED_METRICS}))
+        wf = model.walk_forward
+        mlflow.log_metrics(_finite({"wf_gm_ratio": wf["gm_ratio"], "wf_ci90_low": wf["gm_ratio_ci90"][0],
+                                    "wf_ci90_high": wf["gm_ratio_ci90"][1], "wf_alert_rate": wf["alert_rate"],
+                                    "wf_precision": wf["precision"], "wf_brier_skill": wf["brier_skill"]}))
+        preds = result.walk.predictions
+        for name, fig in model_figures(model.name, preds["y"].to_numpy(), preds[f"p_{model.name}"].to_numpy(),
+                                       model.importance).items():
             mlflow.log_figure(fig, f"plots/{name}")
             plt.close(fig)
-        proba = model.estimator.predict_proba(example)
+        example = result.parts["validation"].loc[:, ["product_id", *s.features]].dropna().head(5)
+        example = example.astype({f: float for f in s.features})
         info = mlflow.sklearn.log_model(
-            model.estimator,
-            name="model",
-            signature=infer_signature(example, proba),
-            input_example=example,
-            pip_requirements=pip_requirements(),
-            pyfunc_predict_fn="predict_proba",
-            metadata=meta,
-            skops_trusted_types=TRUSTED_TYPES,
+            model.estimator, name="model", signature=infer_signature(example, model.estimator.predict_proba(example)),
+            input_example=example, pip_requirements=pip_requirements(), pyfunc_predict_fn="predict_proba",
+            metadata=meta, skops_trusted_types=TRUSTED_TYPES,
         )
         return run.info.run_id, info.model_uri
 
 
-def register(model_uri: str, model_name: str, validation_pr_auc: float, run_id: str) -> dict[str, Any]:
-    """Register ``model_uri`` and alias it champion (if it beats the champion) or challenger."""
+def register(model_uri: str, model_name: str, score: float, run_id: str, family: str = "",
+             features: tuple[str, ...] = (),
+             score_of: Callable[[str, tuple[str, ...]], float | None] | None = None) -> dict[str, Any]:
+    """Register ``model_uri``; alias it champion when ``score`` (its walk-forward ratio) is at least what
+    ``score_of(family, features)`` gives the current champion's family on the same walk-forward.
+
+    Without ``score_of`` the champion's own recorded ratio is the bar (a weaker comparison: other folds).
+    """
     client = MlflowClient()
     try:
         if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
             client.create_registered_model(model_name)
-        current = _champion_score(client, model_name)
+        current = _champion(client, model_name)
         mv = client.create_model_version(model_name, model_uri, run_id=run_id)
-        client.set_model_version_tag(model_name, mv.version, SCORE_TAG, f"{validation_pr_auc:.6f}")
-        alias = CHAMPION if current is None or validation_pr_auc > current[1] else CHALLENGER
+        for key, value in {SCORE_TAG: f"{score:.6f}", "family": family, "features": ",".join(features)}.items():
+            client.set_model_version_tag(model_name, mv.version, key, value)
+        champion_score, reason = None, "there was no champion"
+        if current is not None and score_of is not None:
+            champion_score = score_of(current["family"], current["features"]) if current["family"] else None
+            reason = (f"its family ({current['family'] or 'unknown'}) cannot be refitted on this walk-forward"
+                      if champion_score is None else
+                      f"champion v{current['version']} ({current['family']}) scores {champion_score:.3f} on the same folds")
+        elif current is not None:
+            champion_score = current["own_walk_forward_gm_ratio"]
+            reason = (f"champion v{current['version']} recorded {champion_score:.3f} on its own walk-forward"
+                      if champion_score is not None else "the champion recorded no walk-forward ratio")
+        wins = champion_score is None or score >= champion_score
+        alias = CHAMPION if wins else CHALLENGER
         client.set_registered_model_alias(model_name, alias, mv.version)
     except MlflowException as exc:
         raise TrackingError(f"registering {model_name} failed ({_first_line(exc)})") from exc
     outcome = {
-        "model_name": model_name,
-        "version": str(mv.version),
-        "alias": alias,
-        "validation_pr_auc": validation_pr_auc,
-        "previous_champion": None if current is None else {"version": current[0], "validation_pr_auc": current[1]},
+        "model_name": model_name, "version": str(mv.version), "alias": alias, "family": family,
+        "walk_forward_gm_ratio": score, "reason": reason,
+        "previous_champion": current and {**current, "features": list(current["features"]),
+                                          "same_walk_forward_gm_ratio": champion_score},
     }
-    log.info("registered %s version %s as @%s (previous champion: %s)", model_name, mv.version, alias,
-             "none" if current is None else f"v{current[0]} with validation PR-AUC {current[1]:.3f}")
+    log.info("registered %s version %s (%s, walk-forward %.3fx persistence) as @%s: %s", model_name, mv.version,
+             family or "family not given", score, alias, reason)
     return outcome
 
 
-def _champion_score(client: MlflowClient, model_name: str) -> tuple[str, float] | None:
+def _champion(client: MlflowClient, model_name: str) -> dict[str, Any] | None:
     try:
         mv = client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None  # no champion yet
         raise
-    if SCORE_TAG in mv.tags:
-        return str(mv.version), float(mv.tags[SCORE_TAG])
-    run = client.get_run(mv.run_id)
-    return str(mv.version), float(run.data.metrics.get(SCORE_TAG, float("-inf")))
+    features = tuple(f for f in mv.tags.get("features", "").split(",") if f)
+    return {"version": str(mv.version), "family": mv.tags.get("family"), "features": features,
+            "own_walk_forward_gm_ratio": float(mv.tags[SCORE_TAG]) if SCORE_TAG in mv.tags else None}

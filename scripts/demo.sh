@@ -1,42 +1,41 @@
 #!/usr/bin/env bash
-# The whole modelling job on the bundled real sample, with no Docker and no network:
-# replay -> train (MLflow in a local SQLite store) -> score -> drift reports -> evaluation PDF -> docs.
+# The whole modelling job on the bundled real data, with no Docker and no network:
+# replay -> walk-forward + train (MLflow in a local SQLite store) -> score -> independent check on other
+# days -> drift calibration and reports -> evaluation PDF -> model card.
 # Run it as `make demo` (which first sets up .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
 MLFLOW_URI=${DEMO_MLFLOW_URI:-sqlite:///mlruns.db}
-SINCE=2025-12-06   # the long night session; the shorter earlier recordings are a different regime
 FEATURES=data/processed/features.parquet
 TEST=data/processed/features_test.parquet
-OTHER=data/processed/features_other_day.parquet
 MODEL_NAME=$($PY -c 'from common.config import load_config; print(load_config().mlflow.model_name)')
 started=$(date +%s)
 step() { printf '\n== %s\n' "$*"; }
 
-step "1/8 replay the bundled sample (31 files, 2025-11-30 .. 2025-12-06) into the feature table"
-$PY scripts/replay.py --raw 'data/sample/btcusd-2025-12/*.ndjson.gz' --out "$FEATURES" --no-progress
+step "1/8 replay the bundled Exchange feed (BTC-USD, ETH-USD, SOL-USD, 2025-11-24 .. 27) into the feature table"
+$PY scripts/replay.py --raw 'data/sample/exchange-2025-11/*.ndjson.gz' --out "$FEATURES" --no-progress
 
-step "2/8 replay a capture from another day (2026-04-05) for a separate check"
-$PY scripts/replay.py --raw data/sample/btcusd-2026-04-05-frames/BTC_USD.ndjson.gz --out "$OTHER" --no-progress
+step "2/8 walk-forward across days, then the served models; log to MLflow ($MLFLOW_URI); register the selected one"
+$PY models/train.py --features "$FEATURES" --mlflow-uri "$MLFLOW_URI" --test-out "$TEST"
 
-step "3/8 train baselines, logistic regression and XGBoost; log to MLflow ($MLFLOW_URI); register the best"
-$PY models/train.py --features "$FEATURES" --since "$SINCE" --mlflow-uri "$MLFLOW_URI" --test-out "$TEST"
-
-step "4/8 score the test part with the local artifacts, and the other day with models:/$MODEL_NAME@champion"
+step "3/8 score the newest rows (the validation part) with the local artifacts and with models:/$MODEL_NAME@champion"
 $PY models/infer.py --features "$TEST" --out reports/predictions_test.parquet
-$PY models/infer.py --features "$OTHER" --model "models:/$MODEL_NAME@champion" --mlflow-uri "$MLFLOW_URI" \
-    --out reports/predictions_other_day.parquet
+$PY models/infer.py --features "$TEST" --model "models:/$MODEL_NAME@champion" --mlflow-uri "$MLFLOW_URI" \
+    --out reports/predictions_champion.parquet
 
-step "5/8 scoring speed"
+step "4/8 scoring speed"
 $PY models/infer.py --features "$TEST" --mode benchmark
 
-step "6/8 drift and data summary reports (Evidently)"
-$PY scripts/generate_evidently_report.py --features "$FEATURES"
+step "5/8 independent check: other days from other recorders (never used for training or any choice)"
+$PY scripts/check_other_days.py
 
-step "7/8 evaluation report (PDF)"
-$PY scripts/generate_eval_report.py --other-day "$OTHER"
+step "6/8 drift: calibrate on the training windows, measure false alarms and regime changes, Evidently reports"
+$PY scripts/generate_evidently_report.py
+
+step "7/8 evaluation report (PDF): the walk-forward verdict first"
+$PY scripts/generate_eval_report.py
 
 step "8/8 model card and scoping brief"
 $PY scripts/generate_docs.py
@@ -44,11 +43,13 @@ $PY scripts/generate_docs.py
 cat <<DONE
 
 == done in $(( $(date +%s) - started )) s. Outputs:
-  feature tables      $FEATURES, $TEST, $OTHER
-  models (no MLflow)  models/artifacts/<model>/{model.skops,model.json}, models/artifacts/summary.json
+  feature tables      $FEATURES, $TEST (the validation part)
+  models (no MLflow)  models/artifacts/<model>/{model.skops,model.json}, models/artifacts/summary.json,
+                      models/artifacts/walk_forward_predictions.parquet
   MLflow store        ${MLFLOW_URI} (artifacts in ./mlartifacts/), registered model $MODEL_NAME
-  predictions         reports/predictions_test.parquet, reports/predictions_other_day.parquet
-  drift reports       reports/evidently/early_vs_late.html, reports/evidently/train_vs_test.html (+ .json, summary.json)
+  predictions         reports/predictions_test.parquet, reports/predictions_champion.parquet
+  independent check   reports/check_other_days.json
+  drift reports       reports/evidently/*.html (+ .json, summary.json)
   evaluation          reports/model_eval.pdf (+ reports/model_eval.json)
   docs                docs/model_card_v1.md, docs/scoping_brief.pdf
   EDA notebook        notebooks/eda.ipynb  (jupyter lab notebooks/eda.ipynb)

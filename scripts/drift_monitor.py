@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = DriftSettings(cfg.kafka.bootstrap_servers, cfg.kafka.topic_features, s.drift_window_minutes * 60,
                              s.drift_min_rows, Path(s.drift_dir))
     metrics = DriftMetrics()
-    monitor = DriftMonitor(settings, reference, sources.features, metrics)
+    monitor = DriftMonitor(settings, reference, sources.features, metrics, _calibration(cfg, sources.features))
     log.info("reference: %d training rows; window %.0f min of %s", len(reference), s.drift_window_minutes,
              settings.topic)
     try:
@@ -114,6 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     monitor.run(stop)
     return 0
+
+
+def _calibration(cfg, features: tuple[str, ...]) -> dict | None:
+    """The drift thresholds scripts/generate_evidently_report.py calibrated on the training windows, if any."""
+    path = Path(cfg.paths.reports_dir) / "evidently" / "summary.json"
+    try:
+        calibration = json.loads(path.read_text()).get("calibration")
+    except (OSError, ValueError) as exc:
+        log.warning("no drift calibration at %s (%s): a fixed threshold per column is used; run "
+                    "scripts/generate_evidently_report.py", path, exc)
+        return None
+    if not calibration or set(calibration.get("thresholds", {})) != set(features):
+        log.warning("%s was calibrated for other features: a fixed threshold per column is used", path)
+        return None
+    return calibration
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Write docs/model_card_v1.md and docs/scoping_brief.pdf from the last run's real figures.
 
-    python scripts/generate_docs.py [--artifacts models/artifacts] [--eval reports/model_eval.json]
+    python scripts/generate_docs.py [--artifacts models/artifacts] [--check reports/check_other_days.json]
         [--drift reports/evidently/summary.json] [--out-dir docs]
 
-Run it after models/train.py, scripts/generate_eval_report.py and
-scripts/generate_evidently_report.py (make demo does); the evaluation and drift inputs are
-optional and their sections are left out when missing.
+Run it after models/train.py, scripts/check_other_days.py and scripts/generate_evidently_report.py
+(make demo does); the check and drift inputs are optional and their sections are left out when
+missing. Both documents open with the walk-forward verdict, then the alert rate and precision.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="training artifacts (default: %(default)s)")
-    parser.add_argument("--eval", type=Path, default=Path("reports/model_eval.json"), help="evaluation figures (default: %(default)s)")
+    parser.add_argument("--check", type=Path, default=Path("reports/check_other_days.json"),
+                        help="independent check figures (default: %(default)s)")
     parser.add_argument("--drift", type=Path, default=Path("reports/evidently/summary.json"),
                         help="drift summary (default: %(default)s)")
     parser.add_argument("--out-dir", type=Path, default=Path("docs"), help="where to write (default: %(default)s)")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         summary = _read(args.artifacts / SUMMARY_FILE, required=True)
-        evaluation = _read(args.eval, required=False)
+        check = _read(args.check, required=False)
         drift = _read(args.drift, required=False)
     except (FileNotFoundError, json.JSONDecodeError) as exc:
         print(f"generate_docs: {exc}", file=sys.stderr)
@@ -56,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     card = args.out_dir / "model_card_v1.md"
-    card.write_text(model_card(summary, evaluation, drift))
+    card.write_text(model_card(summary, check, drift))
     brief = args.out_dir / "scoping_brief.pdf"
-    scoping_brief(summary, evaluation, brief)
+    scoping_brief(summary, check, brief)
     print(f"wrote {card} and {brief}")
     return 0
 

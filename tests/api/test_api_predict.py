@@ -29,7 +29,7 @@ def test_valid_batch_scores_every_row_with_the_registered_model(client, rows, tr
 
 def test_rows_in_any_key_order_and_integers_are_accepted(client, rows):
     row = {k: rows[0][k] for k in reversed(list(rows[0]))}
-    row["spread_bps"] = int(round(row["spread_bps"]))
+    row["spread_rel_60s"] = int(round(row["spread_rel_60s"]))
     response = client.post("/predict", json={"rows": [row]})
     assert response.status_code == 200, response.text
     assert len(response.json()["scores"]) == 1
@@ -49,24 +49,24 @@ def test_version_names_model_registry_alias_tau_threshold_features_and_code(clie
 def _bad(rows: list[dict], case: str):
     row = dict(rows[0])
     if case == "missing field":
-        del row["rv_60s"]
-        return {"rows": [row]}, "rows[0].rv_60s"
+        del row["log_rv_60s"]
+        return {"rows": [row]}, "rows[0].log_rv_60s"
     if case == "extra field":
         return {"rows": [{**row, "price": 1.0}]}, "rows[0].price"
     if case == "string":
-        return {"rows": [{**row, "ret_30s": "0.1"}]}, "rows[0].ret_30s"
+        return {"rows": [{**row, "spread_rel_30s": "0.1"}]}, "rows[0].spread_rel_30s"
     if case == "boolean":
-        return {"rows": [{**row, "tick_rate_30s": True}]}, "rows[0].tick_rate_30s"
+        return {"rows": [{**row, "log_ewma_rv_60s": True}]}, "rows[0].log_ewma_rv_60s"
     if case == "null":
-        return {"rows": [{**row, "rv_30s": None}]}, "rows[0].rv_30s"
+        return {"rows": [{**row, "log_rv_30s": None}]}, "rows[0].log_rv_30s"
     if case == "huge value":
-        return {"rows": [{**row, "spread_bps": 1e300}]}, "rows[0].spread_bps"
+        return {"rows": [{**row, "spread_rel_60s": 1e300}]}, "rows[0].spread_rel_60s"
     if case == "empty batch":
         return {"rows": []}, "rows"
     if case == "oversized batch":
         return {"rows": [row] * 1001}, "rows"
     if case == "second row bad":
-        return {"rows": [row, {**row, "book_imbalance": [1]}]}, "rows[1].book_imbalance"
+        return {"rows": [row, {**row, "spread_rel_900s": [1]}]}, "rows[1].spread_rel_900s"
     if case == "no rows key":
         return {"row": [row]}, "rows"
     if case == "rows not a list":
@@ -92,10 +92,10 @@ def test_bad_input_is_422_naming_the_field(client, rows, case):
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_nan_and_infinity_are_422_naming_the_field(client, rows, literal):
-    row = json.dumps({**rows[0], "rv_300s": 12345.5}).replace("12345.5", literal)
+    row = json.dumps({**rows[0], "log_rv_300s": 12345.5}).replace("12345.5", literal)
     response = client.post("/predict", content=f'{{"rows": [{row}]}}', headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
-    assert [e["field"] for e in response.json()["errors"]] == ["rows[0].rv_300s"]
+    assert [e["field"] for e in response.json()["errors"]] == ["rows[0].log_rv_300s"]
 
 
 @pytest.mark.parametrize("content, content_type", [

@@ -32,8 +32,8 @@ def test_scorer_scores_the_feature_topic_and_follows_the_rollback(broker, spawn,
     columns = cfg.features.columns
     now = format_time_ns(time.time_ns())
     first = feature_records(trained.test.iloc[:300], columns, received_at=now)
-    first[7]["rv_300s"] = None  # a segment start: no 300 s volatility yet; scored as missing
-    bad = [(b"BTC-USD", b"{not json"), (b"BTC-USD", orjson.dumps({k: v for k, v in first[0].items() if k != "rv_60s"}))]
+    first[7]["log_rv_300s"] = None  # a segment start: no 300 s volatility yet; scored as missing
+    bad = [(b"BTC-USD", b"{not json"), (b"BTC-USD", orjson.dumps({k: v for k, v in first[0].items() if k != "log_rv_60s"}))]
     publish(broker.bootstrap, cfg.kafka.topic_features,
             [(r["product_id"].encode(), orjson.dumps(r)) for r in first] + bad)
 

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
 FLAT_DIR = SAMPLE / "btcusd-2025-12"
 FRAMES_FILE = SAMPLE / "btcusd-2026-04-05-frames" / "BTC_USD.ndjson.gz"
+EXCHANGE_DAY = SAMPLE / "exchange-2025-11" / "exchange_ticker_20251127.ndjson.gz"  # the smallest bundled day
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +45,14 @@ def flat_replay(cfg, flat_files) -> tuple[pd.DataFrame, Summary]:
 @pytest.fixture(scope="session")
 def frames_replay(cfg, frames_file) -> tuple[pd.DataFrame, Summary]:
     return replay([frames_file], cfg.features, cfg.label.horizon_s)
+
+
+@pytest.fixture(scope="session")
+def exchange_file() -> Path:
+    assert EXCHANGE_DAY.is_file(), f"the bundled Exchange feed day is missing: {EXCHANGE_DAY}"
+    return EXCHANGE_DAY
+
+
+@pytest.fixture(scope="session")
+def exchange_replay(cfg, exchange_file) -> tuple[pd.DataFrame, Summary]:
+    return replay([exchange_file], cfg.features, cfg.label.horizon_s)

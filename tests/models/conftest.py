@@ -1,13 +1,13 @@
-"""Shared fixtures for the model tests: a short real slice of the bundled sample, replayed once,
-and one end-to-end training run into a throwaway SQLite MLflow store (a real store)."""
+"""Shared fixtures for the model tests: two real days of the bundled Exchange feed (three products),
+replayed once, and one end-to-end training run into a throwaway SQLite MLflow store (a real store)."""
 
 from __future__ import annotations
 
 import json
 import runpy
 from pathlib import Path
-from typing import Callable
 from types import SimpleNamespace
+from typing import Callable
 
 import pandas as pd
 import pytest
@@ -16,10 +16,13 @@ from common.config import REPO_ROOT, load_config
 from features.replay import expand_inputs, replay, write_parquet
 from models import train
 
-# 2025-12-06 01:12 to 02:59 UTC: about 20,000 real ticks, enough for spikes in every part.
-SLICE = str(REPO_ROOT / "data/sample/btcusd-2025-12/ticks_BTCUSD_20251206_0[12]*.ndjson.gz")
-OTHER_DAY = str(REPO_ROOT / "data/sample/btcusd-2026-04-05-frames/BTC_USD.ndjson.gz")
+# 2025-11-26 and 27: about 91,000 real ticks of BTC-USD, ETH-USD and SOL-USD, two UTC days.
+SLICE = str(REPO_ROOT / "data/sample/exchange-2025-11/exchange_ticker_2025112[67].ndjson.gz")
+# Small captures of another recorder, for the check's plumbing (not for any figure).
+OTHER_FRAMES = str(REPO_ROOT / "data/sample/btcusd-2026-04-05-frames/BTC_USD.ndjson.gz")
+OTHER_FLAT = str(REPO_ROOT / "data/sample/btcusd-2025-12/ticks_BTCUSD_20251206_071146.ndjson.gz")
 MODEL_NAME = "spike-test"
+DRAWS = "200"  # day-bootstrap draws: enough for the plumbing, fast
 
 
 def run_script(name: str, argv: list[str]) -> int:
@@ -35,7 +38,7 @@ def script() -> Callable[[str, list[str]], int]:
 
 @pytest.fixture(scope="session")
 def cfg():
-    return load_config()
+    return load_config(environ={})
 
 
 def replay_to(pattern: str, path: Path, cfg) -> Path:
@@ -55,11 +58,6 @@ def slice_table(slice_path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def other_day_path(tmp_path_factory, cfg) -> Path:
-    return replay_to(OTHER_DAY, tmp_path_factory.mktemp("other") / "features_other_day.parquet", cfg)
-
-
-@pytest.fixture(scope="session")
 def trained(tmp_path_factory, slice_path) -> SimpleNamespace:
     """models/train.py run once, end to end, into a temporary MLflow store."""
     root = tmp_path_factory.mktemp("run")
@@ -67,10 +65,16 @@ def trained(tmp_path_factory, slice_path) -> SimpleNamespace:
     artifacts = root / "artifacts"
     test_out = root / "features_test.parquet"
     code = train.main([
-        "--features", str(slice_path), "--mlflow-uri", uri, "--experiment", "spike-test-exp",
+        "--features", str(slice_path), "--mlflow-uri", uri, "--experiment", "spike-test-exp", "--draws", DRAWS,
         "--model-name", MODEL_NAME, "--artifacts", str(artifacts), "--test-out", str(test_out),
     ])
     assert code == 0
     summary = json.loads((artifacts / "summary.json").read_text())
     return SimpleNamespace(root=root, uri=uri, artifacts=artifacts, test_out=test_out, summary=summary,
                            experiment="spike-test-exp", model_name=MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
+def other_groups() -> list[str]:
+    """--group arguments of the check: two small captures of another recorder."""
+    return [f"frames={OTHER_FRAMES}", f"flat={OTHER_FLAT}"]

@@ -28,10 +28,10 @@ def test_missing_file(tmp_path, capsys):
 
 def test_missing_columns(slice_path, tmp_path, capsys):
     bad = tmp_path / "bad.parquet"
-    pd.read_parquet(slice_path).drop(columns=["rv_60s", "sigma_future_60s"]).to_parquet(bad)
+    pd.read_parquet(slice_path).drop(columns=["log_rv_60s", "sigma_future_60s"]).to_parquet(bad)
     assert train.main(["--features", str(bad), "--no-mlflow", "--artifacts", str(tmp_path / "a")]) != 0
     line = one_line(capsys)
-    assert "missing column(s) rv_60s, sigma_future_60s" in line
+    assert "missing column(s) log_rv_60s, sigma_future_60s" in line
 
 
 def test_empty_table(slice_path, tmp_path, capsys):
@@ -48,15 +48,21 @@ def test_not_parquet(tmp_path, capsys):
     assert "not a readable Parquet file" in one_line(capsys)
 
 
-def test_no_spikes_in_a_split(slice_path, tmp_path, capsys):
-    table = pd.read_parquet(slice_path)
-    calm = table["ts"] >= table["ts"].quantile(0.7)  # the whole test part (and more) becomes calm
-    table.loc[calm & table["sigma_future_60s"].notna(), "sigma_future_60s"] = 0.0
-    path = tmp_path / "calm.parquet"
-    table.to_parquet(path)
-    assert train.main(["--features", str(path), "--no-mlflow", "--artifacts", str(tmp_path / "a")]) != 0
-    line = one_line(capsys)
-    assert "the test part has no spikes" in line and "tau_percentile" in line
+@pytest.mark.parametrize("argv, message", [
+    (["--alert-budget", "1.5"], "--alert-budget must be between 0 and 1"),
+    (["--folds", "1"], "folds must be at least 2"),
+    (["--embargo-s", "10"], "must be at least the label horizon"),
+])
+def test_settings_that_cannot_work(slice_path, tmp_path, capsys, argv, message):
+    assert train.main(["--features", str(slice_path), "--no-mlflow", "--artifacts", str(tmp_path / "a"), *argv]) != 0
+    assert message in one_line(capsys)
+
+
+def test_too_few_rows_for_the_folds(slice_path, tmp_path, capsys):
+    few = tmp_path / "few.parquet"
+    pd.read_parquet(slice_path).head(400).to_parquet(few)
+    assert train.main(["--features", str(few), "--no-mlflow", "--artifacts", str(tmp_path / "a")]) != 0
+    assert "too few" in one_line(capsys)
 
 
 def test_window_without_data(slice_path, tmp_path, capsys):
@@ -71,9 +77,9 @@ def test_infer_without_a_trained_model(slice_path, tmp_path, capsys):
 
 def test_infer_table_without_model_inputs(trained, tmp_path, capsys):
     bad = tmp_path / "bad.parquet"
-    pd.read_parquet(trained.test_out).drop(columns=["spread_bps"]).to_parquet(bad)
+    pd.read_parquet(trained.test_out).drop(columns=["spread_rel_60s"]).to_parquet(bad)
     assert infer.main(["--features", str(bad), "--model", str(trained.artifacts)]) != 0
-    assert "spread_bps" in one_line(capsys)
+    assert "spread_rel_60s" in one_line(capsys)
 
 
 def test_infer_unknown_registry_alias(trained, capsys):
@@ -81,6 +87,11 @@ def test_infer_unknown_registry_alias(trained, capsys):
                        "--mlflow-uri", trained.uri])
     assert code != 0
     assert "cannot be loaded from MLflow" in one_line(capsys)
+
+
+def test_check_with_a_malformed_group(trained, capsys, script):
+    assert script("check_other_days", ["--artifacts", str(trained.artifacts), "--group", "no-equals-sign"]) != 0
+    assert "NAME=GLOB" in one_line(capsys)
 
 
 def test_eval_report_without_a_run(tmp_path, capsys, script):

@@ -254,9 +254,14 @@ def test_feature_spec_rejects_nonsense():
         FeatureSpec(windows_s=(30.0, -1.0))
     with pytest.raises(ValueError):
         FeatureSpec(segment_gap_s=0)
+    with pytest.raises(ValueError):
+        FeatureSpec(ewma_halflives_s=(60.0, 0.0))
 
 
-def test_columns_follow_windows():
-    spec = FeatureSpec(windows_s=(0.5, 2.0))
-    assert spec.columns[-6:] == ("rv_0.5s", "ret_0.5s", "tick_rate_0.5s", "rv_2s", "ret_2s", "tick_rate_2s")
+def test_columns_follow_windows_then_half_lives():
+    spec = FeatureSpec(windows_s=(0.5, 2.0), ewma_halflives_s=(1.0,))
+    per_window = ("rv", "log_rv", "ret", "tick_rate", "spread_mean", "spread_rel")
+    assert spec.columns[-14:] == (*(f"{n}_0.5s" for n in per_window), *(f"{n}_2s" for n in per_window),
+                                  "ewma_rv_1s", "log_ewma_rv_1s")
+    assert spec.model_features == ("log_rv_0.5s", "log_rv_2s", "log_ewma_rv_1s", "spread_rel_0.5s", "spread_rel_2s")
     assert not {"product_id", "ts", "segment", "price", "best_bid", "best_ask", "midprice"} & set(spec.model_features)

@@ -29,6 +29,8 @@ def test_repository_config_yaml_loads():
     cfg = load_config(REPO / "config.yaml", environ={})
     assert isinstance(cfg.features, FeatureSpec)
     assert cfg.features.columns[:3] == ("product_id", "ts", "segment")
+    assert cfg.models.families == ("persistence", "zscore", "har", "gbm")
+    assert 0 < cfg.models.alert_budget < 1 and cfg.models.embargo_s >= cfg.label.horizon_s
 
 
 def test_precedence_cli_over_env_over_yaml_over_default(yaml_file):
@@ -108,8 +110,15 @@ def test_section_that_is_not_a_mapping_is_an_error(yaml_file):
 
 
 @pytest.mark.parametrize("text, key", [("features:\n  segment_gap_s: 0\n", "segment_gap_s"),
-                                       ("features:\n  windows_s: [30, -5]\n", "windows_s")])
-def test_out_of_range_feature_values_are_config_errors(yaml_file, text, key):
+                                       ("features:\n  windows_s: [30, -5]\n", "windows_s"),
+                                       ("features:\n  ewma_halflives_s: [0]\n", "ewma_halflives_s"),
+                                       ("models:\n  alert_budget: 1.5\n", "alert_budget"),
+                                       ("models:\n  folds: 1\n", "folds"),
+                                       ("models:\n  validation_share: 0\n", "validation_share"),
+                                       ("models:\n  families: []\n", "families"),
+                                       ("drift:\n  false_alarm_target: 0\n", "false_alarm_target"),
+                                       ("drift:\n  window_minutes: -1\n", "window_minutes")])
+def test_out_of_range_values_are_config_errors(yaml_file, text, key):
     with pytest.raises(ConfigError, match=key):
         load_config(yaml_file(text), environ={})
 

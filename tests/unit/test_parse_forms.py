@@ -6,6 +6,7 @@ Expected times come from pandas (an independent ISO-8601 parser with nanosecond 
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -292,3 +293,50 @@ def test_epoch_numbers_by_magnitude(value, unit):
 def test_unparseable_times_raise_value_error(bad):
     with pytest.raises(ValueError):
         parse_time_ns(bad)
+
+
+# --- Coinbase Exchange feed messages ----------------------------------------------------------
+
+EXCHANGE_TICKER = {
+    "type": "ticker", "sequence": 26019387207, "product_id": "SOL-USD", "price": "138.38", "open_24h": "130.54",
+    "volume_24h": "1744306.27382581", "low_24h": "128.35", "high_24h": "139.85", "volume_30d": "44621909.71126528",
+    "best_bid": "138.340", "best_bid_size": "35.39592464", "best_ask": "138.380", "best_ask_size": "77.33171091",
+    "side": "buy", "time": "2025-11-25T00:00:03.972943Z", "trade_id": 299985815, "last_size": "1.58144661",
+}
+
+
+def test_exchange_feed_ticker_message_yields_its_tick():
+    parsed = parse_line(json.dumps(EXCHANGE_TICKER))
+    assert parsed.rejections == [] and parsed.skipped_channel is None
+    assert parsed.ticks == [Tick("SOL-USD", ns("2025-11-25T00:00:03.972943Z"), 138.38, 138.34, 138.38,
+                                 35.39592464, 77.33171091, 1744306.27382581, 26019387207)]
+
+
+@pytest.mark.parametrize("message", [
+    {"type": "heartbeat", "sequence": 90, "last_trade_id": 20, "product_id": "BTC-USD", "time": "2025-11-25T00:00:03Z"},
+    {"type": "subscriptions", "channels": [{"name": "ticker", "product_ids": ["BTC-USD"]}]},
+])
+def test_exchange_feed_messages_of_other_types_are_skipped_not_rejected(message):
+    parsed = parse_line(json.dumps(message))
+    assert parsed.ticks == [] and parsed.rejections == []
+    assert parsed.skipped_channel == message["type"]
+
+
+def test_exchange_feed_products_interleaved_keep_their_own_state():
+    """Three products in one stream: each product's returns and segments are its own."""
+    pipeline = FeaturePipeline(FeatureSpec(windows_s=(30.0,), segment_gap_s=30.0))
+    quotes = [("BTC-USD", "00.0", 100.0), ("ETH-USD", "00.5", 10.0), ("BTC-USD", "01.0", 101.0),
+              ("ETH-USD", "01.5", 11.0), ("BTC-USD", "40.0", 102.0)]  # BTC's last tick: 39 s after its previous
+    rows = []
+    for i, (product, second, bid) in enumerate(quotes):
+        message = dict(EXCHANGE_TICKER, product_id=product, sequence=i, time=f"2025-11-25T00:00:{second}Z",
+                       best_bid=str(bid), best_ask=str(bid + 1), price=str(bid))
+        got, rejections = pipeline.process(json.dumps(message))
+        assert rejections == []
+        rows += got
+    columns = pipeline.spec.columns
+    by = [dict(zip(columns, r)) for r in rows]
+    assert by[2]["log_return"] == pytest.approx(math.log(101.5 / 100.5))
+    assert by[3]["log_return"] == pytest.approx(math.log(11.5 / 10.5))
+    assert math.isnan(by[4]["log_return"])  # BTC started a new segment; ETH's ticks in between did not matter
+    assert pipeline.summary.segments == 3

@@ -8,8 +8,12 @@ accepted history with numpy masks, the slow obvious way:
   when the gap to its previous accepted tick exceeds ``segment_gap_s``;
 * window w at tick time t: the ticks of the current segment with t - w < ts <= t, up to and
   including this tick (a later tick at the same time is not seen yet); ``rv`` = population
-  std of their log returns (NaN with < 2), ``ret`` = their sum (NaN with none), ``tick_rate`` =
-  number of those ticks / w; the segment's first tick has no return;
+  std of their log returns (NaN with < 2), ``log_rv`` = ln(max(rv, floor)), ``ret`` = their
+  sum (NaN with none), ``tick_rate`` = number of those ticks / w, ``spread_mean`` = mean
+  spread (bps) of those ticks, ``spread_rel`` = ln(spread / spread_mean), both floored; the
+  segment's first tick has no return;
+* EWMA with half-life h at tick k: sqrt(sum_j 2^(-(t_k - t_j)/h) r_j^2 / sum_j 2^(-(t_k - t_j)/h))
+  over the returns j <= k of the segment (NaN without one), and its log, floored;
 * label: std (ddof=0) of the returns of the same product and segment with t < ts_j <= t + h,
   NaN unless >= 2 of them and the segment's last tick is at or after t + h.
 
@@ -36,17 +40,17 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from features.labels import add_future_sigma, sigma_column
-from features.online import DUPLICATE, LATE, FeatureSpec, ProductState, update
+from features.online import DUPLICATE, LATE, LOG_FLOOR, SPREAD_FLOOR_BPS, FeatureSpec, ProductState, update
 from features.ticks import Tick
 
 S = 1_000_000_000
 U = 2.0**-53
 T0 = 1_764_983_567_000_000_000
-TIGHT = FeatureSpec(windows_s=(0.5, 2.0), segment_gap_s=5)
+TIGHT = FeatureSpec(windows_s=(0.5, 2.0), ewma_halflives_s=(0.3, 4.0), segment_gap_s=5)
 SPECS = [
     TIGHT,
-    FeatureSpec(windows_s=(0.25, 1.0, 7.5), segment_gap_s=3),
-    FeatureSpec(windows_s=(30.0, 60.0, 300.0), segment_gap_s=30),
+    FeatureSpec(windows_s=(0.25, 1.0, 7.5), ewma_halflives_s=(1.0,), segment_gap_s=3),
+    FeatureSpec(windows_s=(30.0, 60.0, 300.0, 900.0), ewma_halflives_s=(60.0, 600.0), segment_gap_s=30),
 ]
 # Reproducible (derandomized, no example database) and bounded in time: shrinking is off,
 # because shrinking these streams takes minutes; a failure names the row, tick and window.
@@ -72,8 +76,10 @@ class History(NamedTuple):
     seg: np.ndarray
     seg_first: list[int]  # index of the first tick of each tick's segment
     ret: np.ndarray  # log return vs the previous tick of the segment; NaN at a segment start
+    spread: np.ndarray  # (ask - bid) / mid in basis points
     abs_so_far: list[float]  # sum of |return| over the segment up to each tick (for the tolerance only)
     sq_so_far: list[float]  # sum of return**2 likewise
+    spread_so_far: list[float]  # sum of spreads over the segment up to each tick, likewise
 
 
 def reference_accept(events: list[Event], spec: FeatureSpec) -> tuple[list[Any], dict[str, History]]:
@@ -108,16 +114,19 @@ def _history(hist: list[tuple[Tick, int]]) -> History:
     ret = np.full(len(ticks), np.nan)
     same = seg[1:] == seg[:-1]
     ret[1:][same] = np.log(mid[1:][same] / mid[:-1][same])
-    seg_first, abs_so_far, sq_so_far = [], [], []
+    spread = np.array([(t.best_ask - t.best_bid) / ((t.best_bid + t.best_ask) / 2) * 1e4 for t in ticks])
+    seg_first, abs_so_far, sq_so_far, spread_so_far = [], [], [], []
     for i in range(len(ticks)):
         if i == 0 or seg[i] != seg[i - 1]:
-            first, a, q = i, 0.0, 0.0
+            first, a, q, p = i, 0.0, 0.0, 0.0
         else:
             a, q = a + abs(ret[i]), q + ret[i] ** 2
+        p += spread[i]
         seg_first.append(first)
         abs_so_far.append(a)
         sq_so_far.append(q)
-    return History(ticks, ts, mid, seg, seg_first, ret, abs_so_far, sq_so_far)
+        spread_so_far.append(p)
+    return History(ticks, ts, mid, seg, seg_first, ret, spread, abs_so_far, sq_so_far, spread_so_far)
 
 
 def summation_error(n_ticks: int, abs_sum: float) -> float:
@@ -183,12 +192,41 @@ def check_row(row: list, h: History, k: int, spec: FeatureSpec) -> None:
             assert math.isnan(ret), label
         else:
             assert abs(ret - sum(r)) <= err_s + (n + 4) * U * sum(abs(x) for x in r), f"{label}: ret {ret!r}"
+        log_rv = cols[f"log_rv_{w:g}s"]
         if n < 2:
-            assert math.isnan(rv), label
+            assert math.isnan(rv) and math.isnan(log_rv), label
         else:
             var = population_variance(r)
-            assert abs(rv * rv - var) <= variance_tolerance(r, err_s, err_q), \
-                f"{label}: rv {rv!r} vs {math.sqrt(var)!r}"
+            tol = variance_tolerance(r, err_s, err_q)
+            assert abs(rv * rv - var) <= tol, f"{label}: rv {rv!r} vs {math.sqrt(var)!r}"
+            # d ln(rv) = d(rv^2) / (2 rv^2); below the floor the log is the floor's
+            expected = math.log(max(math.sqrt(var), LOG_FLOOR))
+            assert abs(log_rv - expected) <= tol / (2 * max(var, LOG_FLOOR ** 2)) + 4 * U * abs(expected), \
+                f"{label}: log_rv {log_rv!r} vs {expected!r}"
+        spreads = h.spread[first: k + 1][inside]
+        mean = float(spreads.mean())
+        err_p = summation_error(k + 1 - first, h.spread_so_far[k]) / count + (count + 4) * U * mean
+        assert abs(cols[f"spread_mean_{w:g}s"] - mean) <= err_p, f"{label}: spread_mean"
+        expected_rel = math.log(max(h.spread[k], SPREAD_FLOOR_BPS)) - math.log(max(mean, SPREAD_FLOOR_BPS))
+        assert abs(cols[f"spread_rel_{w:g}s"] - expected_rel) <= err_p / max(mean, SPREAD_FLOOR_BPS) + 1e-12, \
+            f"{label}: spread_rel {cols[f'spread_rel_{w:g}s']!r} vs {expected_rel!r}"
+    for half_life in spec.ewma_halflives_s:
+        has_return = ~np.isnan(seg_ret)
+        label = f"{where}, EWMA half-life {half_life:g}s over {int(has_return.sum())} returns"
+        ewma, log_ewma = cols[f"ewma_rv_{half_life:g}s"], cols[f"log_ewma_rv_{half_life:g}s"]
+        if not has_return.any():
+            assert math.isnan(ewma) and math.isnan(log_ewma), label
+            continue
+        weights = np.exp2(-(t - seg_ts[has_return]) / (half_life * S))
+        r2 = seg_ret[has_return] ** 2
+        if weights.sum() == 0.0:  # every weight underflowed: the recurrence keeps what it can, no check
+            continue
+        expected = math.sqrt(float((weights * r2).sum() / weights.sum()))
+        # Each step multiplies by one rounded exp and adds: a relative error of a few u per return.
+        rel = (8 * int(has_return.sum()) + 8) * U
+        assert abs(ewma - expected) <= rel * expected + 1e-300, f"{label}: ewma {ewma!r} vs {expected!r}"
+        expected_log = math.log(max(expected, LOG_FLOOR))
+        assert abs(log_ewma - expected_log) <= rel + 4 * U * abs(expected_log), f"{label}: log_ewma"
 
 
 def run_implementation(events: list[Event], spec: FeatureSpec, pickle_at: int | None = None) -> list[Any]:
