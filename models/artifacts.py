@@ -28,6 +28,7 @@ MODEL_FILE = "model.skops"
 META_FILE = "model.json"
 SUMMARY_FILE = "summary.json"
 DEFAULT_ARTIFACTS = Path("models/artifacts")
+CHALLENGER_ARTIFACTS = Path("models/challenger")  # a run whose best model did not become @champion
 TRUSTED_TYPES = [
     "numpy.dtype",
     "xgboost.core.Booster",

@@ -194,7 +194,7 @@ def model_card(summary: dict[str, Any], evaluation: dict[str, Any] | None, drift
         "",
         "```",
         "make demo",
-        "mlflow ui --backend-store-uri sqlite:///mlruns.db   # then open http://127.0.0.1:5000",
+        "make mlflow-ui   # the UI on the run's store; open the address it prints",
         "```",
         "",
         f"_Card written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC._",

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 SCORE_TAG = "validation_pr_auc"
 LOGGED_METRICS = ("pr_auc", "positive_rate", "roc_auc", "f1", "precision", "recall", "brier", "alert_rate")
-# Exact pins of what unpickling needs, so logging skips the slow requirement inference.
-REQUIREMENT_PACKAGES = ("scikit-learn", "xgboost-cpu", "skops", "numpy", "pandas", "scipy")
+# Exact pins of what unpickling needs, so logging skips the slow requirement inference
+# (those installed: xgboost-cpu on Linux, xgboost elsewhere).
+REQUIREMENT_PACKAGES = ("scikit-learn", "xgboost-cpu", "xgboost", "skops", "numpy", "pandas", "scipy")
 
 
 class TrackingError(RuntimeError):

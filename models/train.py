@@ -5,7 +5,9 @@
 Time-ordered train / validation / test split with an embargo, tau from the train part,
 baselines (persistence, z-score rule), logistic regression and XGBoost. Thresholds and the
 model to register are chosen on validation; test is only scored. Writes models/artifacts/
-(a folder per model plus summary.json) and the test part as <features>_test.parquet.
+(a folder per model plus summary.json), or models/challenger/ when the best model does not beat
+the registered @champion (models/artifacts keeps the champion the API serves), and the test part
+as <features>_test.parquet.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import pandas as pd
 
 from common.config import ConfigError, load_config
 from common.logs import setup_logging
+from common.progress import steps, working
 from features.labels import sigma_column
 from features.replay import write_parquet
-from models.artifacts import DEFAULT_ARTIFACTS, META_FILE, SUMMARY_FILE, save_local
+from models.artifacts import CHALLENGER_ARTIFACTS, DEFAULT_ARTIFACTS, META_FILE, SUMMARY_FILE, save_local
 from models.data import TableError, labeled_rows, read_table
 from models.summary import model_meta, run_summary, verdict
 from models.training import compare_to_baselines, train_models
@@ -108,31 +111,36 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_mlflow:
         from models.registry import log_model_run, register, use_experiment
 
-        experiment_id = use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+        with working(f"MLflow: opening {cfg.mlflow.tracking_uri}"):
+            experiment_id = use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
         example = result.split.parts["train"].loc[:, list(features)].dropna().head(5).astype(float)
         training_id = uuid.uuid4().hex[:12]
         uris = {}
-        for name, m in result.models.items():
+        for name, m in steps(result.models.items(), "MLflow: logging runs with plots and models", unit="run"):
             runs[name], uris[name] = log_model_run(experiment_id, result, m, metas[name], example, training_id)
         best = result.models[result.best]
-        registry = register(uris[result.best], cfg.mlflow.model_name,
-                            best.metrics["validation"]["pr_auc"], runs[result.best])
+        with working(f"MLflow: registering {cfg.mlflow.model_name}"):
+            registry = register(uris[result.best], cfg.mlflow.model_name,
+                                best.metrics["validation"]["pr_auc"], runs[result.best])
         for name in metas:
             metas[name]["mlflow"] = {"tracking_uri": cfg.mlflow.tracking_uri, "run_id": runs[name], "model_uri": uris[name]}
         metas[result.best]["mlflow"].update(version=registry["version"], alias=registry["alias"],
                                             registered_as=cfg.mlflow.model_name)
 
+    artifacts = args.artifacts
+    if registry is not None and registry["alias"] != "champion" and artifacts == DEFAULT_ARTIFACTS:
+        artifacts = CHALLENGER_ARTIFACTS  # models/artifacts keeps the @champion the API serves
     for name, m in result.models.items():
-        save_local(args.artifacts / name, m.estimator, metas[name])
+        save_local(artifacts / name, m.estimator, metas[name])
     summary = run_summary(result, data, comparison, fit_seconds)
     summary["total_seconds"] = time.perf_counter() - started
     summary["mlflow"] = None if registry is None else {
         "tracking_uri": cfg.mlflow.tracking_uri, "experiment": cfg.mlflow.experiment, "runs": runs, "registry": registry,
     }
-    (args.artifacts / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (artifacts / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     test_out = args.test_out or features_path.with_name(f"{features_path.stem}_test.parquet")
     write_parquet(result.split.parts["test"], test_out)
-    _print_report(summary, args.artifacts, test_out)
+    _print_report(summary, artifacts, test_out)
     return 0
 
 
@@ -162,6 +170,9 @@ def _print_report(summary: dict, artifacts: Path, test_out: Path) -> None:
         reg = summary["mlflow"]["registry"]
         print(f"registered {reg['model_name']} version {reg['version']} as @{reg['alias']} "
               f"in {summary['mlflow']['tracking_uri']}")
+        if reg["alias"] != "champion":
+            print(f"@champion stays version {reg['previous_champion']['version']}, and so do {DEFAULT_ARTIFACTS} "
+                  "and the reports made from it; this run's models are below")
     print(f"artifacts: {artifacts}/<model>/{{model.skops,{META_FILE}}} and {artifacts / SUMMARY_FILE}")
     print(f"test part: {test_out}")
 

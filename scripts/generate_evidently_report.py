@@ -18,6 +18,7 @@ from pathlib import Path
 
 from common.config import ConfigError, load_config
 from common.logs import setup_logging
+from common.progress import working
 from features.labels import sigma_column
 from models.artifacts import DEFAULT_ARTIFACTS, SUMMARY_FILE
 from models.data import TableError, labeled_rows, read_table
@@ -59,14 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TableError, OSError, KeyError, json.JSONDecodeError) as exc:
         print(f"generate_evidently_report: {exc}", file=sys.stderr)
         return 2
-    from models.drift import drift_report, early_late, write_summary  # Evidently is slow to import
+    with working("loading Evidently"):
+        from models.drift import drift_report, early_late, write_summary  # Evidently is slow to import
 
     out = args.out or Path(cfg.paths.reports_dir) / "evidently"
     early, late = early_late(table)
-    results = [
-        drift_report(early, late, columns, out, "early_vs_late"),
-        drift_report(parts["train"], parts["test"], columns, out, "train_vs_test"),
-    ]
+    results = []
+    for name, reference, current in (("early_vs_late", early, late),
+                                     ("train_vs_test", parts["train"], parts["test"])):
+        with working(f"Evidently: {name} ({len(reference):,} vs {len(current):,} rows)"):
+            results.append(drift_report(reference, current, columns, out, name))
     summary_path = write_summary(results, out)
     log.info("train vs test split from %s", split_source)
     for r in results:

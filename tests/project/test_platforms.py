@@ -128,3 +128,25 @@ def test_platform_specific_packages(resolutions: dict) -> None:
         assert ("uvloop" in packages) == (not windows), name
         # a dependency's own Windows-only marker (tqdm -> colorama) proves the target's markers were used
         assert ("colorama" in packages) == windows, name
+
+
+def test_the_xgboost_build_of_any_platform_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux installs the xgboost-cpu distribution, macOS and Windows xgboost: both are found."""
+    from importlib.metadata import PackageNotFoundError
+
+    import models.registry as registry
+    import models.summary as summary
+
+    real = summary.version
+
+    def as_on_macos(name: str) -> str:
+        if name == "xgboost-cpu":
+            raise PackageNotFoundError(name)
+        return "3.2.0" if name == "xgboost" else real(name)
+
+    monkeypatch.setattr(summary, "version", as_on_macos)
+    monkeypatch.setattr(registry, "version", as_on_macos)
+    assert summary.installed_version("xgboost-cpu", "xgboost") == "3.2.0"
+    assert "xgboost==3.2.0" in registry.pip_requirements()
+    with pytest.raises(PackageNotFoundError, match="xgboost-cpu or nothing-here"):
+        summary.installed_version("xgboost-cpu", "nothing-here")
