@@ -13,7 +13,7 @@ endif
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup test bench bench-record replay demo handoff mlflow-ui clean
+.PHONY: help setup test check-readme bench bench-record replay demo handoff mlflow-ui clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -34,8 +34,11 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 	@echo "== ready: $(PY)"
 
-test: setup compose-tool  ## the whole test suite: unit, property, golden replays, integration
-	$(PY) -m pytest
+test: setup compose-tool  ## the whole test suite: unit, property, golden replays, integration, handoff, platforms
+	$(PY) -m pytest -m "not readme_walk"
+
+check-readme: setup  ## run the README's commands (those needing no broker) in a copy of the tree; git status must stay clean
+	$(PY) -m pytest -m readme_walk tests/project/test_readme_commands.py
 
 demo: setup  ## the whole job on the bundled sample, no Docker/network: replay, train (MLflow in sqlite), infer, reports
 	PY=$(PY) bash scripts/demo.sh

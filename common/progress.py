@@ -4,9 +4,10 @@
 * ``working(desc)``: for one long call that reports nothing itself (Evidently, MLflow logging,
   a PDF): the elapsed seconds while it runs, and how long it took.
 
-Both write to stderr, so stdout stays for results. On a terminal they redraw one line; in a log
-or a pipe they write a line when the work starts, one every ``every_s`` seconds while it lasts,
-and one when it ends. ``VOLSPIKE_PROGRESS=0`` turns them off.
+Both write to stderr, so stdout stays for results. On a terminal they redraw one line. In a log
+or a pipe, ``steps`` writes a line per item, and ``working`` stays quiet for work shorter than
+``every_s`` seconds (so a command that fails at once still says so in one line), then writes a
+line every ``every_s`` seconds and one when the work ends. ``VOLSPIKE_PROGRESS=0`` turns them off.
 """
 
 from __future__ import annotations
@@ -54,30 +55,31 @@ def steps(items: Iterable[T], desc: str, total: int | None = None, unit: str = "
 
 
 @contextmanager
-def working(desc: str, every_s: float = 10.0, stream: TextIO | None = None) -> Iterator[None]:
+def working(desc: str, every_s: float = 5.0, stream: TextIO | None = None) -> Iterator[None]:
     """Show that ``desc`` is running and for how long; say how long it took when it ends."""
     stream = stream or sys.stderr
     if not enabled():
         yield
         return
     interactive = _interactive(stream)
-    tick_s = 1.0 if interactive else every_s
     started = time.monotonic()
     done = threading.Event()
+    spoke = threading.Event()  # set once anything was written
 
     def elapsed() -> float:
         return time.monotonic() - started
 
-    def show() -> None:
-        while not done.wait(tick_s):
-            if interactive:
-                stream.write(f"\r{desc} ... {elapsed():.0f} s")
-            else:
-                stream.write(f"{desc}: still working, {elapsed():.0f} s\n")
-            stream.flush()
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+        spoke.set()
 
-    stream.write(f"{desc} ..." if interactive else f"{desc} ...\n")
-    stream.flush()
+    def show() -> None:
+        while not done.wait(1.0 if interactive else every_s):
+            write(f"\r{desc} ... {elapsed():.0f} s" if interactive else f"{desc}: still working, {elapsed():.0f} s\n")
+
+    if interactive:
+        write(f"{desc} ...")
     ticker = threading.Thread(target=show, name=f"progress: {desc}", daemon=True)
     ticker.start()
     outcome = "failed after"
@@ -87,5 +89,5 @@ def working(desc: str, every_s: float = 10.0, stream: TextIO | None = None) -> I
     finally:
         done.set()
         ticker.join()
-        stream.write(f"{chr(13) if interactive else ''}{desc}: {outcome} {elapsed():.1f} s\n")
-        stream.flush()
+        if spoke.is_set():
+            write(f"{chr(13) if interactive else ''}{desc}: {outcome} {elapsed():.1f} s\n")

@@ -334,7 +334,10 @@ def build(handoff: Path, cfg: Config, outputs: Outputs, docs_dir: Path) -> dict[
         shutil.rmtree(handoff)
     handoff.mkdir(parents=True)
     for name, target in LINKS.items():
-        (handoff / name).symlink_to(Path("..") / target)
+        try:
+            (handoff / name).symlink_to(Path("..") / target)
+        except OSError:  # Windows without symlink rights: the form git writes with core.symlinks off
+            (handoff / name).write_text(f"../{target}")
     shutil.copytree(outputs.artifacts, handoff / ARTIFACTS, ignore=shutil.ignore_patterns("*.tmp", ".*"))
     shutil.copy2(outputs.eval_json.with_suffix(".pdf"), handoff / EVAL_PDF)
     shutil.copy2(outputs.eval_json, handoff / EVAL_JSON)
@@ -352,7 +355,8 @@ def build(handoff: Path, cfg: Config, outputs: Outputs, docs_dir: Path) -> dict[
 
     built_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     the_facts = facts(handoff, built_at, sources)
-    files = sorted(p for p in handoff.rglob("*") if p.is_file() and not p.is_symlink())
+    files = sorted(p for p in handoff.rglob("*")
+                   if p.is_file() and not p.is_symlink() and p.relative_to(handoff).as_posix() not in LINKS)
     manifest = {
         "built_at": built_at,
         "links": dict(LINKS),

@@ -163,3 +163,22 @@ def test_the_raw_slice_is_the_first_ten_minutes_as_recorded() -> None:
     assert (info["end_ns"] - info["start_ns"]) / 1e9 == 550
     kept, info = h.raw_slice(lines[:5])
     assert not info["complete"] and len(kept) == 5
+
+
+@pytest.mark.parametrize("symlinks", [True, False], ids=["symlinks", "no-symlink-rights"])
+def test_a_rebuild_from_the_same_run_reproduces_the_handoff(copy: Path, cfg, symlinks: bool,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """build() from the handed-off run's own files gives the same figures, and passes the check."""
+    kept = copy / "kept"
+    shutil.copytree(copy / "handoff", kept, symlinks=True)
+    if not symlinks:
+        def refuse(self, target):
+            raise OSError("symbolic link privilege not held")
+        monkeypatch.setattr(Path, "symlink_to", refuse)
+    outputs = h.Outputs(kept / h.ARTIFACTS, kept / h.EVAL_JSON, kept / "evidently", (str(REPO_ROOT / h.BUNDLED_RAW),))
+    manifest = h.build(copy / "handoff", cfg, outputs, copy / "docs")
+    before = json.loads((kept / h.MANIFEST).read_text())
+    assert manifest["files"] == before["files"]
+    assert {**manifest["facts"], "built_at": None} == {**before["facts"], "built_at": None}
+    assert h.check(copy / "handoff", cfg, repo=copy) == []
+    assert (copy / "handoff" / "compose.yaml").is_symlink() == symlinks

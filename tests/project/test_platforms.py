@@ -78,7 +78,7 @@ def resolutions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[sub
     except (urllib.error.URLError, OSError) as exc:
         pytest.skip(f"package index {index} unreachable ({exc}); the per-platform resolution needs it")
     tmp = tmp_path_factory.mktemp("platforms")
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=len(PLATFORMS)) as pool:  # mostly waiting on the index
         futures = {name: pool.submit(_resolve, name, tmp) for name in PLATFORMS}
         return {name: future.result() for name, future in futures.items()}
 

@@ -5,6 +5,7 @@ here, in order, in a copy of the working tree that is a git repository of its ow
 for a stated reason (it needs a broker, the network or a terminal, or it is meant to rewrite
 the committed examples). After the runnable ones, ``git status`` of the copy must be clean.
 The copy borrows this checkout's .venv; PYTHONPATH points the scripts at the copy's packages.
+It takes minutes (make demo and the steps after it), so `make test` leaves it to `make check-readme`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from testkit import PROJECT_ENV
+
 from common.config import REPO_ROOT
 
-pytestmark = pytest.mark.integration
 READMES = ("README.md", "handoff/README.md")
 STARTS = ("make ", ".venv/bin/python ", "bash ", "curl ", "docker ", "brew ", "mkdir ", "cp ")
 SKIP = [  # (pattern, why it does not run here)
@@ -31,7 +33,7 @@ SKIP = [  # (pattern, why it does not run here)
     (r"^brew ", "macOS only"),
     (r"^make mlflow-ui|jupyter lab", "a server until Ctrl-C (tests/project/test_mlflow_ui.py starts the UI)"),
     (r"^make (bench|bench-record|load-test)\b", "minutes of benchmarks (the writer's default is tested in tests/unit)"),
-    (r"^make test\b|-m pytest", "this suite"),
+    (r"^make (test|check-readme)\b|-m pytest", "the test suite and this check"),
     (r"^make (setup|clean)\b", "the copy borrows this checkout's .venv"),
     (r"\bmake handoff\b", "meant to rewrite the committed handoff/ and docs/"),
 ]
@@ -95,10 +97,13 @@ def test_every_readme_command_is_run_or_skipped_for_a_reason() -> None:
     assert not unknown, f"no rule says whether these run here: {unknown}"
 
 
+@pytest.mark.integration
+@pytest.mark.readme_walk
 def test_following_the_readme_leaves_git_status_clean(copy: Path) -> None:
     commands = list(dict.fromkeys(c for name in READMES for c in readme_commands((copy / name).read_text())))
-    env = {**os.environ, "PYTHONPATH": str(copy), "VOLSPIKE_PROGRESS": "0"}
-    env.pop("BENCH_REPORT", None)
+    # A user's shell: none of the settings that tests (or MLflow, in this process) may have exported.
+    env = {k: v for k, v in os.environ.items() if k not in (*PROJECT_ENV, "BENCH_REPORT")}
+    env.update(PYTHONPATH=str(copy), VOLSPIKE_PROGRESS="0")
     ran = []
     for command in commands:
         if skip_reason(command) is not None:

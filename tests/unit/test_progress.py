@@ -1,4 +1,4 @@
-"""Progress feedback: lines in logs, a redrawn line on a terminal, silence when switched off."""
+"""Progress feedback: lines in logs for long work only, a redrawn line on a terminal, silence when off."""
 
 from __future__ import annotations
 
@@ -30,24 +30,32 @@ def test_steps_on_a_terminal_draw_a_bar() -> None:
     assert "logging runs" in out.getvalue() and "4/4" in out.getvalue()
 
 
-def test_working_reports_start_heartbeat_and_duration() -> None:
+def test_long_work_in_a_log_reports_heartbeats_and_duration() -> None:
     out = io.StringIO()
     with working("Evidently report", every_s=0.05, stream=out):
         time.sleep(0.3)
     lines = out.getvalue().splitlines()
-    assert lines[0] == "Evidently report ..."
-    assert any(line.startswith("Evidently report: still working") for line in lines[1:-1])
+    assert lines[0].startswith("Evidently report: still working, ")
     assert lines[-1].startswith("Evidently report: done in ")
     assert float(lines[-1].split("done in ")[1].split()[0]) >= 0.3
 
 
-def test_working_says_when_the_work_failed_and_lets_the_error_through() -> None:
+def test_short_work_in_a_log_stays_quiet_so_an_error_stays_one_line() -> None:
     out = io.StringIO()
     with pytest.raises(ValueError, match="boom"):
-        with working("PDF", stream=out):
+        with working("PDF", every_s=5, stream=out):
+            raise ValueError("boom")
+    assert out.getvalue() == ""
+    assert not [t for t in threading.enumerate() if t.name == "progress: PDF"]
+
+
+def test_long_work_that_fails_says_so() -> None:
+    out = io.StringIO()
+    with pytest.raises(ValueError):
+        with working("PDF", every_s=0.05, stream=out):
+            time.sleep(0.2)
             raise ValueError("boom")
     assert out.getvalue().splitlines()[-1].startswith("PDF: failed after ")
-    assert not [t for t in threading.enumerate() if t.name == "progress: PDF"]
 
 
 def test_working_on_a_terminal_redraws_one_line() -> None:
@@ -61,8 +69,8 @@ def test_working_on_a_terminal_redraws_one_line() -> None:
 
 def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOLSPIKE_PROGRESS", "0")
-    out = io.StringIO()
+    out = Terminal()
     assert list(steps([1, 2], "x", stream=out)) == [1, 2]
     with working("y", stream=out):
-        pass
+        time.sleep(1.1)
     assert out.getvalue() == ""
