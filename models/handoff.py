@@ -34,7 +34,6 @@ from features.labels import sigma_column
 from features.replay import InputFileError, expand_inputs, read_lines, replay, write_parquet
 from features.ticks import parse_line
 from models.artifacts import DEFAULT_ARTIFACTS, META_FILE, SUMMARY_FILE, load_model
-from models.docs import model_card, scoping_brief
 from models.inference import label_metrics, predictions
 
 SLICE_S = 600
@@ -52,14 +51,18 @@ LINKS = {
 RAW, FEATURES, PREDICTIONS = "data/raw_10min.ndjson.gz", "data/features_10min.parquet", "predictions_10min.parquet"
 ARTIFACTS = "models/artifacts"
 EVAL_PDF, EVAL_JSON = "model_eval.pdf", "model_eval.json"
-DRIFT_HTML, DRIFT_JSON = "evidently/train_vs_test.html", "evidently/summary.json"
+DRIFT_JSON = "evidently/summary.json"
+DRIFT_PREFERRED = "train_vs_test.html"  # the report of the model's own train and test rows, when there is one
+HEADLINE = {"pr_auc": "PR-AUC", "positive_rate": "positive rate", "alert_rate": "alert rate",
+            "precision": "precision", "recall": "recall"}
+BASELINES = ("persistence", "zscore")
 MANIFEST, NOTE = "manifest.json", "README.md"
 WHAT = {
     RAW: "10 minutes of raw records, as recorded",
     FEATURES: "their features (with the label where the next 60 s are known)",
     PREDICTIONS: "the handed-off model's predictions on those features",
     EVAL_PDF: "evaluation report", EVAL_JSON: "its figures",
-    DRIFT_HTML: "Evidently data drift and summary, train vs test", DRIFT_JSON: "drift figures of both comparisons",
+    "drift_html": "Evidently report (data drift and summary)", DRIFT_JSON: "drift figures of the run's comparisons",
     ARTIFACTS: "every model of the run (model.skops, model.json) and summary.json",
 }
 
@@ -155,7 +158,11 @@ def slice_outputs(handoff: Path, cfg: Config) -> tuple[pd.DataFrame, pd.DataFram
     return table, predictions(model, table, sigma_column(model.meta.get("horizon_s", cfg.label.horizon_s)))
 
 
-def facts(handoff: Path, built_at: str, raw_sources: list[str]) -> dict[str, Any]:
+def _headline(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(values[k]) for k in HEADLINE if isinstance(values.get(k), (int, float))}
+
+
+def facts(handoff: Path, built_at: str, raw_sources: list[str], drift_report: str) -> dict[str, Any]:
     """Everything the note says, read from the handoff's own files."""
     summary = json.loads((handoff / ARTIFACTS / SUMMARY_FILE).read_text())
     evaluation = json.loads((handoff / EVAL_JSON).read_text())
@@ -166,7 +173,9 @@ def facts(handoff: Path, built_at: str, raw_sources: list[str]) -> dict[str, Any
     pred = pd.read_parquet(handoff / PREDICTIONS)
     feats = pd.read_parquet(handoff / FEATURES, columns=["ts"])
     on_slice = label_metrics(pred, meta["threshold"])
-    m = summary["models"][selected]["metrics"]
+    parts = {part: _headline(values) for part, values in summary["models"][selected].get("metrics", {}).items()
+             if isinstance(values, dict)}
+    last = next(reversed(parts), None)
     return {
         "kind": "Composite" if len(components) > 1 else "Selected-base",
         "built_at": built_at,
@@ -177,17 +186,19 @@ def facts(handoff: Path, built_at: str, raw_sources: list[str]) -> dict[str, Any
         "registry": (summary.get("mlflow") or {}).get("registry"),
         "tracking_uri": (summary.get("mlflow") or {}).get("tracking_uri"),
         "data": {k: summary["data"].get(k) for k in ("table", "since", "until", "labeled_rows")},
-        "split": summary["split"],
-        "tau": summary["tau"], "tau_percentile": summary["tau_percentile"], "sigma_column": summary["sigma_column"],
+        "split": {part: r for part, r in (summary.get("split") or {}).items()
+                  if isinstance(r, dict) and {"start", "end", "rows"} <= set(r)},
+        "tau": summary.get("tau"), "tau_percentile": summary.get("tau_percentile"), "sigma_column": summary.get("sigma_column"),
         "threshold": meta["threshold"], "threshold_rule": meta.get("threshold_rule"),
         "features": len(meta["features"]),
-        "validation": {k: m["validation"][k] for k in ("pr_auc", "positive_rate")},
-        "test": {k: m["test"].get(k) for k in ("pr_auc", "positive_rate", "precision", "recall", "alert_rate")},
-        "baselines_test": {name: s["metrics"]["test"]["pr_auc"] for name, s in summary["models"].items()
-                           if name in ("persistence", "zscore")},
+        "metrics": parts,
+        "baselines": {"part": last, "pr_auc": {name: _headline(m.get("metrics", {}).get(last, {})).get("pr_auc")
+                                                for name, m in summary["models"].items() if name in BASELINES}},
+        "drift_report": drift_report,
         "verdict": evaluation.get("verdict", []),
         "other_day_verdict": evaluation.get("other_day_verdict", []),
-        "drift": {name: {"drifted": r["drifted_count"], "columns": r["columns"]} for name, r in drift.items()},
+        "drift": {name: {"drifted": r["drifted_count"], "columns": r["columns"]} for name, r in drift.items()
+                  if isinstance(r, dict) and {"drifted_count", "columns"} <= set(r)},
         "slice": {
             "sources": raw_sources, "start": str(feats["ts"].min()), "end": str(feats["ts"].max()),
             "rows": int(len(pred)), "alerts": int(pred["alert"].sum()),
@@ -217,9 +228,10 @@ def render_note(f: dict[str, Any]) -> str:
                  "served as it is; the z-score rule is the rollback." if f["kind"] == "Selected-base" else
                  f"**{f['kind']}**: {f['label']} (`{f['selected']}`) combines "
                  + ", ".join(f"`{c}`" for c in f["components"]) + ".")
-    d, s, t, v = f["data"], f["slice"], f["test"], f["validation"]
+    d, s = f["data"], f["slice"]
     window = "".join(filter(None, [f" from {_t(d['since'])}" if d["since"] else "", f" until {_t(d['until'])}" if d["until"] else ""]))
-    inside = f["split"]["train"]["start"] <= s["start"].replace(" ", "T") <= f["split"]["test"]["end"]
+    spans = list(f["split"].values())
+    inside = bool(spans) and min(r["start"] for r in spans) <= s["start"].replace(" ", "T") <= max(r["end"] for r in spans)
     since = f" --since {d['since'][:10]}" if d["since"] else ""
     until = f" --until {d['until']}" if d["until"] else ""
     lines = [
@@ -235,15 +247,16 @@ def render_note(f: dict[str, Any]) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| training table | `{d['table']}`{window}, {d['labeled_rows']:,} labeled rows |",
+        f"| training table | `{d['table']}`{window}, {d['labeled_rows'] or 0:,} labeled rows |",
         *[f"| {part} | {_t(r['start'])} to {_t(r['end'])} UTC, {r['rows']:,} rows |" for part, r in f["split"].items()],
-        f"| label | `{f['sigma_column']}` >= tau = {f['tau']:.4g} ({f['tau_percentile']:g}th percentile on train) |",
+        *([f"| label | `{f['sigma_column']}` >= tau = {f['tau']:.4g} ({f['tau_percentile']:g}th percentile on train) |"]
+          if f["tau"] is not None else []),
         f"| model | {f['label']} on {f['features']} features; alert when score >= {f['threshold']:.4f}: "
         f"{f['threshold_rule']} |",
-        f"| validation | PR-AUC {_f(v['pr_auc'])}, positive rate {_f(v['positive_rate'])} |",
-        f"| test | PR-AUC {_f(t['pr_auc'])}, positive rate {_f(t['positive_rate'])}; at the threshold: alert rate "
-        f"{_f(t['alert_rate'])}, precision {_f(t['precision'])}, recall {_f(t['recall'])} |",
-        "| baselines, test PR-AUC | " + ", ".join(f"{n} {_f(p)}" for n, p in f["baselines_test"].items()) + " |",
+        *[f"| {part} | " + ", ".join(f"{HEADLINE[k]} {_f(v)}" for k, v in values.items()) + " |"
+          for part, values in f["metrics"].items()],
+        *([f"| baselines, {f['baselines']['part']} PR-AUC | "
+           + ", ".join(f"{n} {_f(p)}" for n, p in f["baselines"]["pr_auc"].items()) + " |"] if f["baselines"]["pr_auc"] else []),
         "| drift (Evidently) | " + "; ".join(f"{n.replace('_', ' ')}: {r['drifted']}/{r['columns']} columns"
                                               for n, r in f["drift"].items()) + " |",
         f"| the 10-minute slice | {_t(s['start'])} to {_t(s['end'])} UTC "
@@ -294,7 +307,7 @@ def _listing(f: dict[str, Any]) -> list[tuple[str, str, str]]:
                  "feature_spec.md": "feature specification", "model_card_v1.md": "model card"}
     rows = [(name, link_what[name], target) for name, target in LINKS.items()]
     rows += [(f"{ARTIFACTS}/", WHAT[ARTIFACTS], "models/artifacts/"), (EVAL_PDF, WHAT[EVAL_PDF], "reports/"),
-             (EVAL_JSON, WHAT[EVAL_JSON], "reports/"), (DRIFT_HTML, WHAT[DRIFT_HTML], "reports/evidently/"),
+             (EVAL_JSON, WHAT[EVAL_JSON], "reports/"), (f["drift_report"], WHAT["drift_html"], "reports/evidently/"),
              (DRIFT_JSON, WHAT[DRIFT_JSON], "reports/evidently/"),
              (RAW, WHAT[RAW], ", ".join(f["slice"]["sources"])), (FEATURES, WHAT[FEATURES], "scripts/replay.py"),
              (PREDICTIONS, WHAT[PREDICTIONS], "models/infer.py")]
@@ -305,13 +318,15 @@ def _listing(f: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def _consistent(summary: dict, evaluation: dict, drift: dict, outputs: Outputs) -> None:
     """Refuse reports made from another run than the models: the note would mix two runs."""
-    if evaluation.get("tau") != summary["tau"] or evaluation.get("split") != summary["split"]:
-        raise HandoffError(f"{outputs.eval_json} was made from another training run than {outputs.artifacts}: "
-                           "rerun scripts/generate_eval_report.py (make demo does)")
-    pair = drift.get("train_vs_test")
-    if pair is None or (pair["reference"], pair["current"]) != (
-            {k: summary["split"]["train"][k] for k in ("start", "end", "rows")},
-            {k: summary["split"]["test"][k] for k in ("start", "end", "rows")}):
+    mirrored = {"tau": summary.get("tau"), "taus": summary.get("taus"), "split": summary.get("split"),
+                "selected": summary.get("selected"), "registry": (summary.get("mlflow") or {}).get("registry")}
+    differ = sorted(k for k, v in mirrored.items() if k in evaluation and evaluation[k] != v)
+    if differ:
+        raise HandoffError(f"{outputs.eval_json} was made from another training run than {outputs.artifacts} "
+                           f"({', '.join(differ)} differ): rerun scripts/generate_eval_report.py (make demo does)")
+    pair, split = drift.get("train_vs_test"), summary.get("split") or {}
+    if pair is not None and {"train", "test"} <= set(split) and (pair["reference"], pair["current"]) != (
+            {k: split["train"][k] for k in ("start", "end", "rows")}, {k: split["test"][k] for k in ("start", "end", "rows")}):
         raise HandoffError(f"{outputs.drift_dir / 'summary.json'} does not compare this run's train and test parts: "
                            "rerun scripts/generate_evidently_report.py (make demo does)")
     alias = ((summary.get("mlflow") or {}).get("registry") or {}).get("alias")
@@ -320,8 +335,16 @@ def _consistent(summary: dict, evaluation: dict, drift: dict, outputs: Outputs) 
                            "hand off the champion's run (retrain into models/artifacts)")
 
 
-def build(handoff: Path, cfg: Config, outputs: Outputs, docs_dir: Path) -> dict[str, Any]:
-    """Rewrite ``handoff`` (and the model card and brief in ``docs_dir``) from the run's outputs."""
+def _drift_html(drift_dir: Path) -> Path:
+    """The run's train-vs-test report when there is one, else its first HTML report."""
+    reports = sorted(drift_dir.glob("*.html"), key=lambda p: (p.name != DRIFT_PREFERRED, p.name))
+    if not reports:
+        raise HandoffError(f"no Evidently HTML report in {drift_dir}: run scripts/generate_evidently_report.py")
+    return reports[0]
+
+
+def build(handoff: Path, cfg: Config, outputs: Outputs) -> dict[str, Any]:
+    """Rewrite ``handoff`` from the run's outputs (scripts/build_handoff.py then writes the docs)."""
     summary = _read_json(outputs.artifacts / SUMMARY_FILE, "train first (make demo)")
     evaluation = _read_json(outputs.eval_json, "run scripts/generate_eval_report.py (make demo does)")
     drift = _read_json(outputs.drift_dir / "summary.json", "run scripts/generate_evidently_report.py (make demo does)")
@@ -329,6 +352,8 @@ def build(handoff: Path, cfg: Config, outputs: Outputs, docs_dir: Path) -> dict[
     if tuple(summary["features"]) != tuple(cfg.features.model_features):
         raise HandoffError(f"{outputs.artifacts} was trained on other features than config.yaml names: retrain (make demo)")
     lines, sources = _pick_raw(outputs.raw)
+    html = _drift_html(outputs.drift_dir)
+    drift_report = f"evidently/{html.name}"
 
     if handoff.exists():
         shutil.rmtree(handoff)
@@ -342,19 +367,15 @@ def build(handoff: Path, cfg: Config, outputs: Outputs, docs_dir: Path) -> dict[
     shutil.copy2(outputs.eval_json.with_suffix(".pdf"), handoff / EVAL_PDF)
     shutil.copy2(outputs.eval_json, handoff / EVAL_JSON)
     (handoff / "evidently").mkdir()
-    shutil.copy2(outputs.drift_dir / "train_vs_test.html", handoff / DRIFT_HTML)
+    shutil.copy2(html, handoff / drift_report)
     shutil.copy2(outputs.drift_dir / "summary.json", handoff / DRIFT_JSON)
     _write_gzip(lines, handoff / RAW)
     table, pred = slice_outputs(handoff, cfg)
     write_parquet(table, handoff / FEATURES)
     write_parquet(pred, handoff / PREDICTIONS)
 
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    (docs_dir / "model_card_v1.md").write_text(model_card(summary, evaluation, drift))
-    scoping_brief(summary, evaluation, docs_dir / "scoping_brief.pdf")
-
     built_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    the_facts = facts(handoff, built_at, sources)
+    the_facts = facts(handoff, built_at, sources, drift_report)
     files = sorted(p for p in handoff.rglob("*")
                    if p.is_file() and not p.is_symlink() and p.relative_to(handoff).as_posix() not in LINKS)
     manifest = {
@@ -376,8 +397,8 @@ def check(handoff: Path, cfg: Config, repo: Path = REPO_ROOT) -> list[str]:
     problems = []
     for name, target in LINKS.items():
         problems += _check_link(handoff / name, target, repo)
-    wanted = [RAW, FEATURES, PREDICTIONS, EVAL_PDF, EVAL_JSON, DRIFT_HTML, DRIFT_JSON,
-              f"{ARTIFACTS}/{SUMMARY_FILE}"]
+    wanted = [RAW, FEATURES, PREDICTIONS, EVAL_PDF, EVAL_JSON, DRIFT_JSON, f"{ARTIFACTS}/{SUMMARY_FILE}",
+              manifest.get("facts", {}).get("drift_report", "evidently/*.html")]
     listed = manifest.get("files", {})
     problems += [f"{name}: not in the manifest" for name in wanted if name not in listed]
     for name, entry in listed.items():
@@ -418,7 +439,8 @@ def _check_current(handoff: Path, cfg: Config, manifest: dict[str, Any], repo: P
         except AssertionError as exc:
             first = str(exc).strip().splitlines()[0]
             problems.append(f"{name}: not what the current code makes of {RAW} ({first}): run make handoff")
-    the_facts = facts(handoff, manifest["built_at"], manifest["facts"]["slice"]["sources"])
+    the_facts = facts(handoff, manifest["built_at"], manifest["facts"]["slice"]["sources"],
+                      manifest["facts"]["drift_report"])
     if json.loads(json.dumps(the_facts)) != manifest["facts"]:
         problems.append(f"{MANIFEST}: its facts differ from the files they were read from: run make handoff")
     if (handoff / NOTE).read_text() != render_note(the_facts):

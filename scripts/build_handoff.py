@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import runpy
 import sys
 from pathlib import Path
 
@@ -63,9 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     try:
         with working(f"building {args.out} from the current run"):
-            manifest = build(args.out, cfg, outputs, args.docs)
+            manifest = build(args.out, cfg, outputs)
     except HandoffError as exc:
         print(f"build_handoff: {exc}", file=sys.stderr)
+        return 2
+    # The model card and the brief, as scripts/generate_docs.py writes them, from the same run.
+    generate_docs = runpy.run_path(str(REPO_ROOT / "scripts" / "generate_docs.py"), run_name="generate_docs")["main"]
+    if generate_docs(["--artifacts", str(outputs.artifacts), "--out-dir", str(args.docs)]) != 0:
+        print("build_handoff: the model card could not be written (see above)", file=sys.stderr)
         return 2
     facts = manifest["facts"]
     print(f"{facts['kind']}: {facts['label']} from the run of {facts['trained_at']}; "

@@ -31,14 +31,17 @@ def test_the_committed_handoff_is_complete_and_current(cfg) -> None:
 def test_it_holds_every_item_the_assignment_lists() -> None:
     names = {p.relative_to(HANDOFF).as_posix() for p in HANDOFF.rglob("*")}
     for item in ("compose.yaml", "Dockerfile.ingestor", ".env.example", "feature_spec.md", "model_card_v1.md",
-                 "requirements.txt", h.RAW, h.FEATURES, h.EVAL_PDF, h.DRIFT_HTML, h.PREDICTIONS, h.NOTE,
+                 "requirements.txt", h.RAW, h.FEATURES, h.EVAL_PDF, h.PREDICTIONS, h.NOTE,
                  f"{h.ARTIFACTS}/summary.json"):
         assert item in names, item
     note = (HANDOFF / h.NOTE).read_text()
     assert ("**Selected-base**" in note) != ("**Composite**" in note)
     facts = json.loads((HANDOFF / h.MANIFEST).read_text())["facts"]
+    assert facts["drift_report"].startswith("evidently/") and facts["drift_report"].endswith(".html")
+    assert facts["drift_report"] in names
     summary = json.loads((HANDOFF / h.ARTIFACTS / "summary.json").read_text())
-    assert facts["trained_at"] == summary["trained_at"] and f"PR-AUC {summary['models'][summary['selected']]['metrics']['test']['pr_auc']:.3f}" in note
+    last = list(summary["models"][summary["selected"]]["metrics"].values())[-1]
+    assert facts["trained_at"] == summary["trained_at"] and f"PR-AUC {last['pr_auc']:.3f}" in note
     seconds = (pd.Timestamp(facts["slice"]["end"]) - pd.Timestamp(facts["slice"]["start"])).total_seconds()
     assert 540 <= seconds < h.SLICE_S
 
@@ -115,7 +118,8 @@ def test_predictions_the_model_would_not_make_are_stale(copy: Path, cfg) -> None
 def test_a_note_that_misquotes_the_run_is_stale(copy: Path, cfg) -> None:
     note = copy / "handoff" / h.NOTE
     facts = json.loads((copy / "handoff" / h.MANIFEST).read_text())["facts"]
-    quoted = f"PR-AUC {facts['test']['pr_auc']:.3f}"
+    last = list(facts["metrics"].values())[-1]
+    quoted = f"PR-AUC {last['pr_auc']:.3f}"
     note.write_text(note.read_text().replace(quoted, "PR-AUC 0.999"))
     assert h.check(copy / "handoff", cfg, repo=copy) == [f"{h.NOTE}: the note does not match the run's figures: run make handoff"]
 
@@ -140,14 +144,16 @@ def test_reports_of_another_run_are_refused() -> None:
     drift = json.loads((HANDOFF / h.DRIFT_JSON).read_text())
     outputs = h.Outputs(Path("models/artifacts"), Path("reports/model_eval.json"), Path("reports/evidently"))
     h._consistent(summary, evaluation, drift, outputs)  # the handoff's own files agree
-    with pytest.raises(h.HandoffError, match="generate_eval_report"):
-        h._consistent(summary, {**evaluation, "tau": evaluation["tau"] * 2}, drift, outputs)
-    moved = {**drift, "train_vs_test": {**drift["train_vs_test"], "current": {"start": "x", "end": "y", "rows": 1}}}
-    with pytest.raises(h.HandoffError, match="generate_evidently_report"):
-        h._consistent(summary, evaluation, moved, outputs)
+    with pytest.raises(h.HandoffError, match=r"\(selected differ\): rerun scripts/generate_eval_report"):
+        h._consistent(summary, {**evaluation, "selected": "another-model"}, drift, outputs)
+    h._consistent(summary, {"selected": summary["selected"]}, {}, outputs)  # only what both files state is compared
+    if "train_vs_test" in drift:
+        moved = {**drift, "train_vs_test": {**drift["train_vs_test"], "current": {"start": "x", "end": "y", "rows": 1}}}
+        with pytest.raises(h.HandoffError, match="generate_evidently_report"):
+            h._consistent(summary, evaluation, moved, outputs)
     challenger = {**summary, "mlflow": {"registry": {"alias": "challenger"}}}
     with pytest.raises(h.HandoffError, match="@challenger"):
-        h._consistent(challenger, evaluation, drift, outputs)
+        h._consistent(challenger, {**evaluation, "registry": {"alias": "challenger"}}, drift, outputs)
 
 
 def _flat(seconds: float) -> bytes:
@@ -176,7 +182,7 @@ def test_a_rebuild_from_the_same_run_reproduces_the_handoff(copy: Path, cfg, sym
             raise OSError("symbolic link privilege not held")
         monkeypatch.setattr(Path, "symlink_to", refuse)
     outputs = h.Outputs(kept / h.ARTIFACTS, kept / h.EVAL_JSON, kept / "evidently", (str(REPO_ROOT / h.BUNDLED_RAW),))
-    manifest = h.build(copy / "handoff", cfg, outputs, copy / "docs")
+    manifest = h.build(copy / "handoff", cfg, outputs)
     before = json.loads((kept / h.MANIFEST).read_text())
     assert manifest["files"] == before["files"]
     assert {**manifest["facts"], "built_at": None} == {**before["facts"], "built_at": None}
