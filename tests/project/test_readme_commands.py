@@ -27,6 +27,7 @@ READMES = ("README.md", "handoff/README.md")
 STARTS = ("make ", ".venv/bin/python ", "bash ", "curl ", "docker ", "brew ", "mkdir ", "cp ")
 SKIP = [  # (pattern, why it does not run here)
     (r"^make (kafka|kafka-down|serve|drift|rollback|rollforward|serving-status)\b", "needs a running broker or API"),
+    (r"^make (live-demo|kafka-jars)\b", "starts brokers and services for minutes, or fetches jars from Maven"),
     (r"^make (ingest|featurize)\b|ws_ingest\.py|features/featurizer\.py|kafka_consume_check\.py|feed_features\.py",
      "needs Coinbase or a broker"),
     (r"^curl |^docker ", "needs the API or a Docker engine"),
