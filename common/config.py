@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import yaml
 from dotenv import load_dotenv
 
-from features.online import FeatureSpec
+from common.featurespec import FeatureSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"
