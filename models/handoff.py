@@ -33,7 +33,7 @@ from common.config import REPO_ROOT, Config
 from features.labels import sigma_column
 from features.replay import InputFileError, expand_inputs, read_lines, replay, write_parquet
 from features.ticks import parse_line
-from models.artifacts import DEFAULT_ARTIFACTS, META_FILE, SUMMARY_FILE, load_model
+from models.artifacts import DEFAULT_ARTIFACTS, META_FILE, PREDICTIONS_FILE, SUMMARY_FILE, load_model
 from models.inference import label_metrics, predictions
 
 SLICE_S = 600
@@ -197,8 +197,10 @@ def facts(handoff: Path, built_at: str, raw_sources: list[str], drift_report: st
         "drift_report": drift_report,
         "verdict": evaluation.get("verdict", []),
         "other_day_verdict": evaluation.get("other_day_verdict", []),
-        "drift": {name: {"drifted": r["drifted_count"], "columns": r["columns"]} for name, r in drift.items()
+        "drift": {name: {"drifted": r["drifted_count"], "columns": r["columns"]}
+                  for name, r in drift.get("reports", drift).items()
                   if isinstance(r, dict) and {"drifted_count", "columns"} <= set(r)},
+        "selection": "by the walk-forward across days" if "walk_forward" in summary else "on validation PR-AUC",
         "slice": {
             "sources": raw_sources, "start": str(feats["ts"].min()), "end": str(feats["ts"].max()),
             "rows": int(len(pred)), "alerts": int(pred["alert"].sum()),
@@ -224,7 +226,7 @@ def render_note(f: dict[str, Any]) -> str:
     reg = f["registry"]
     registered = (f"registered as `{reg['model_name']}` version {reg['version']}, `@{reg['alias']}`, in "
                   f"`{f['tracking_uri']}`" if reg else "not registered in MLflow (trained with --no-mlflow)")
-    kind_line = (f"**{f['kind']}**: one model, {f['label']} (`{f['selected']}`), selected on validation PR-AUC and "
+    kind_line = (f"**{f['kind']}**: one model, {f['label']} (`{f['selected']}`), selected {f['selection']} and "
                  "served as it is; the z-score rule is the rollback." if f["kind"] == "Selected-base" else
                  f"**{f['kind']}**: {f['label']} (`{f['selected']}`) combines "
                  + ", ".join(f"`{c}`" for c in f["components"]) + ".")
@@ -363,7 +365,8 @@ def build(handoff: Path, cfg: Config, outputs: Outputs) -> dict[str, Any]:
             (handoff / name).symlink_to(Path("..") / target)
         except OSError:  # Windows without symlink rights: the form git writes with core.symlinks off
             (handoff / name).write_text(f"../{target}")
-    shutil.copytree(outputs.artifacts, handoff / ARTIFACTS, ignore=shutil.ignore_patterns("*.tmp", ".*"))
+    shutil.copytree(outputs.artifacts, handoff / ARTIFACTS,  # the walk-forward's scores of every row stay behind (MBs)
+                    ignore=shutil.ignore_patterns("*.tmp", ".*", PREDICTIONS_FILE))
     shutil.copy2(outputs.eval_json.with_suffix(".pdf"), handoff / EVAL_PDF)
     shutil.copy2(outputs.eval_json, handoff / EVAL_JSON)
     (handoff / "evidently").mkdir()

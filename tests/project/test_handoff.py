@@ -70,13 +70,13 @@ def test_the_copy_passes(copy: Path, cfg) -> None:
 def test_a_missing_item_a_changed_copy_and_a_stray_file_are_named(copy: Path, cfg) -> None:
     base = copy / "handoff"
     (base / h.EVAL_PDF).unlink()
-    meta = base / h.ARTIFACTS / "xgboost" / "model.json"
+    meta = base / h.ARTIFACTS / "zscore" / "model.json"
     meta.write_text(meta.read_text().replace('"threshold"', '"threshold" ', 1))
     (base / "notes.txt").write_text("scratch")
     (base / "compose.yaml").unlink()
     problems = h.check(base, cfg, repo=copy)
     assert f"{h.EVAL_PDF}: missing" in problems
-    assert f"{h.ARTIFACTS}/xgboost/model.json: changed since the handoff was built" in problems
+    assert f"{h.ARTIFACTS}/zscore/model.json: changed since the handoff was built" in problems
     assert "notes.txt: not in the manifest" in problems
     assert "compose.yaml: missing (a link to ../docker/compose.yaml)" in problems
 
