@@ -52,7 +52,7 @@ RAW, FEATURES, PREDICTIONS = "data/raw_10min.ndjson.gz", "data/features_10min.pa
 ARTIFACTS = "models/artifacts"
 EVAL_PDF, EVAL_JSON = "model_eval.pdf", "model_eval.json"
 DRIFT_JSON = "evidently/summary.json"
-DRIFT_PREFERRED = "train_vs_test.html"  # the report of the model's own train and test rows, when there is one
+DRIFT_PREFERRED = "train_vs_validation.html"  # the served models' train part against the newest rows
 HEADLINE = {"pr_auc": "PR-AUC", "positive_rate": "positive rate", "alert_rate": "alert rate",
             "precision": "precision", "recall": "recall"}
 BASELINES = ("persistence", "zscore")
