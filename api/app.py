@@ -57,6 +57,10 @@ PREDICT_ROUTE = "/predict"
 RATE_TABLE = "ratelimit.table"  # in the multiprocess metrics folder: the workers' shared buckets
 WORKER_SETTINGS_ENV = "VOLSPIKE_API_SETTINGS"  # how scripts/serve_api.py hands its config to the workers
 CLIENT_CLOSED = 499  # logged and counted when the client went away before its body arrived
+# After refusing a body, read and drop at most this much more of it before closing, so the
+# client reads the refusal instead of a connection reset (closing on unread data resets it).
+LINGER_BYTES = 16 * 2**20
+LINGER_S = 1.0
 
 
 def code_version() -> str:
@@ -122,6 +126,18 @@ async def read_body(receive: Any, limit: int, timeout_s: float) -> bytes:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+async def _drain(receive: Any) -> None:
+    """Drop what follows of a refused body, up to LINGER_BYTES or LINGER_S."""
+    dropped = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LINGER_S):
+            while dropped < LINGER_BYTES:
+                message = await receive()
+                dropped += len(message.get("body", b""))
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
 
 
 def _replay(body: bytes, receive: Any) -> Any:
@@ -193,16 +209,17 @@ class ServiceMiddleware:
                      f"{serving.max_batch_rows} rows")
         length = next(iter(_header_list(scope, b"content-length")), b"")
         if length.isdigit() and int(length) > service.max_body_bytes:
-            await self._refuse(send, 413, "body_too_large", request_id, too_large, close=True)
+            await self._refuse(send, 413, "body_too_large", request_id, too_large, receive=receive)
             return
         try:
             body = await read_body(receive, service.max_body_bytes, serving.body_timeout_s)
         except BodyTooLarge:
-            await self._refuse(send, 413, "body_too_large", request_id, too_large, close=True)
+            await self._refuse(send, 413, "body_too_large", request_id, too_large, receive=receive)
             return
         except TimeoutError:
             await self._refuse(send, 408, "body_timeout", request_id,
-                               f"the request body did not arrive within {serving.body_timeout_s:g} s", close=True)
+                               f"the request body did not arrive within {serving.body_timeout_s:g} s",
+                               receive=receive)
             return
         except ClientGone:
             status["code"] = CLIENT_CLOSED
@@ -215,13 +232,17 @@ class ServiceMiddleware:
                                f"overloaded ({exc}); retry in a second", [(b"retry-after", b"1")])
 
     async def _refuse(self, send: Any, code: int, reason: str, request_id: str, detail: str,
-                      headers: list[tuple[bytes, bytes]] | None = None, close: bool = False) -> None:
+                      headers: list[tuple[bytes, bytes]] | None = None, receive: Any = None) -> None:
+        """Answer ``code`` with a JSON error; with ``receive``, the body is left unread: close the connection."""
         self.service.metrics.refused.labels(reason).inc()
         body = orjson.dumps({"detail": detail, "errors": [], "request_id": request_id})
-        extra = [*(headers or []), *([(b"connection", b"close")] if close else [])]  # close: stop reading a body
+        extra = [*(headers or []), *([(b"connection", b"close")] if receive else [])]
         await send({"type": "http.response.start", "status": code, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": body, "more_body": receive is not None})
+        if receive is not None:
+            await _drain(receive)
+            await send({"type": "http.response.body", "body": b""})
 
     def _account(self, scope: dict, method: str, path: str, client: str, peer: str, request_id: str, status: int,
                  seconds: float) -> None:
