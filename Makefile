@@ -76,5 +76,5 @@ serving-status: setup  ## which variant is asked for, and what the API and the s
 drift: setup  ## live drift monitor: last 10 min of ticks.features vs the training rows (metrics on :9102)
 	$(PY) scripts/drift_monitor.py
 
-load-test: setup  ## API load test at 25/50/100/200 req/s on loopback; figures to reports/benchmarks.md
+load-test: setup  ## API capacity, p95 at 100 req/s, 1x/2x/4x overload, hostile clients; figures to reports/benchmarks.md
 	$(PY) scripts/load_test.py

@@ -61,6 +61,30 @@ CLIENT_CLOSED = 499  # logged and counted when the client went away before its b
 # client reads the refusal instead of a connection reset (closing on unread data resets it).
 LINGER_BYTES = 16 * 2**20
 LINGER_S = 1.0
+REFUSED = {408, 413, 429, 503}
+REFUSAL_LINES_PER_S = 20  # a flood of refusals is counted in full but logged only this often
+
+
+class RefusalLog:
+    """At most ``per_second`` log lines a second for refused requests; the next line says how many were not logged."""
+
+    def __init__(self, per_second: int = REFUSAL_LINES_PER_S) -> None:
+        self.per_second = per_second
+        self.second = 0
+        self.lines = 0
+        self.suppressed = 0
+
+    def admit(self, now: float) -> int | None:
+        """None: do not log this one; otherwise the number of refusals left unlogged before it."""
+        second = int(now)
+        if second != self.second:
+            self.second, self.lines = second, 0
+        if self.lines >= self.per_second:
+            self.suppressed += 1
+            return None
+        self.lines += 1
+        suppressed, self.suppressed = self.suppressed, 0
+        return suppressed
 
 
 def code_version() -> str:
@@ -90,7 +114,8 @@ class Service:
         self.limiter = RateLimiter(cfg.serving.rate_limit_per_minute,
                                    table=Path(shared) / RATE_TABLE if shared else None)
         self.clients = ClientResolver(cfg.serving.trusted_proxies)
-        self.admission = Admission(cfg.serving.max_queue, cfg.serving.max_queue_wait_s)
+        self.admission = Admission(cfg.serving.max_queue, cfg.serving.max_queue_wait_s,
+                                   cfg.serving.max_queue_per_client)
         self.features = tuple(cfg.features.model_features)
         self.max_body_bytes = cfg.serving.max_batch_rows * len(self.features) * BYTES_PER_VALUE + 4096
         self.code_version = code_version()
@@ -163,6 +188,7 @@ class ServiceMiddleware:
     def __init__(self, app: Any, service: Service) -> None:
         self.app = app
         self.service = service
+        self.refusal_log = RefusalLog()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -225,11 +251,13 @@ class ServiceMiddleware:
             status["code"] = CLIENT_CLOSED
             return
         try:
-            async with service.admission.turn():
+            async with service.admission.turn(client):
                 await self.app(scope, _replay(body, receive), send)
         except Overloaded as exc:
-            await self._refuse(send, 503, exc.reason, request_id,
-                               f"overloaded ({exc}); retry in a second", [(b"retry-after", b"1")])
+            mine = exc.reason == "client_queue_full"
+            await self._refuse(send, 429 if mine else 503, exc.reason, request_id,
+                               f"{'too many requests from this client at once' if mine else 'overloaded'} ({exc}); "
+                               "retry in a second", [(b"retry-after", b"1")])
 
     async def _refuse(self, send: Any, code: int, reason: str, request_id: str, detail: str,
                       headers: list[tuple[bytes, bytes]] | None = None, receive: Any = None) -> None:
@@ -253,11 +281,18 @@ class ServiceMiddleware:
         metrics.requests.labels(template, method, str(status)).inc()
         metrics.latency.labels(template).observe(seconds)
         metrics.queue.set(self.service.admission.waiting)
+        extra = {}
+        if status in REFUSED and template == PREDICT_ROUTE:
+            suppressed = self.refusal_log.admit(time.monotonic())
+            if suppressed is None:
+                return
+            if suppressed:
+                extra["refusals_not_logged"] = suppressed
         state = scope.get("state", {})
         log.info("%s %s %d", method, path, status, extra={
             "request_id": request_id, "method": method, "path": path, "route": template, "status": status,
             "duration_ms": round(seconds * 1e3, 3), "client": client, "peer": peer,
-            "model_variant": state.get("model_variant"), "rows": state.get("rows"),
+            "model_variant": state.get("model_variant"), "rows": state.get("rows"), **extra,
         })
 
 

@@ -98,8 +98,9 @@ class ServingConfig:
     rate_limit_per_minute: int = 100  # per client on /predict; 0 turns it off
     trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For names the client
     workers: int = 1  # API worker processes sharing the port
-    max_queue: int = 32  # /predict requests waiting per worker before 503
-    max_queue_wait_s: float = 0.5  # a request waiting longer for its turn gets 503
+    max_queue: int = 16  # /predict requests waiting per worker before 503
+    max_queue_per_client: int = 4  # of those, from one client before 429
+    max_queue_wait_s: float = 0.25  # a request waiting longer for its turn gets 503
     body_timeout_s: float = 10.0  # a request body not received within this gets 408
     max_batch_rows: int = 1000
     api_url: str = "http://127.0.0.1:8000"  # where scripts/rollback.py asks the API

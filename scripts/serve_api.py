@@ -67,7 +67,7 @@ def checked_config(args: argparse.Namespace) -> tuple[dict, object]:
     try:
         check_variant(s.variant, "serving.variant / MODEL_VARIANT")
         ClientResolver(s.trusted_proxies)
-        Admission(s.max_queue, s.max_queue_wait_s)
+        Admission(s.max_queue, s.max_queue_wait_s, s.max_queue_per_client)
     except (VariantError, ProxyConfigError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
     return overrides, cfg

@@ -182,8 +182,9 @@ async def _flood(app, rows: list[dict], count: int) -> list[httpx.Response]:
 
 
 @pytest.mark.parametrize("overrides, reason", [
-    ({"serving__max_queue": 2}, "queue_full"),
-    ({"serving__max_queue": 100, "serving__max_queue_wait_s": 0.001}, "queue_wait"),
+    ({"serving__max_queue": 2, "serving__max_queue_per_client": 2}, "queue_full"),
+    ({"serving__max_queue": 100, "serving__max_queue_per_client": 100, "serving__max_queue_wait_s": 0.001},
+     "queue_wait"),
 ])
 def test_past_the_queue_requests_are_refused_at_once_with_503_and_retry_after(make_config, rows, overrides,
                                                                                reason):
@@ -201,6 +202,30 @@ def test_past_the_queue_requests_are_refused_at_once_with_503_and_retry_after(ma
     metrics = TestClient(app).get("/metrics").text
     assert value(metrics, "api_refused_total", reason=reason) == statuses.count(503)
     assert value(metrics, "api_requests_total", route="/predict", method="POST", status="503") == statuses.count(503)
+
+
+def test_a_bursting_client_gets_429s_for_its_excess_and_leaves_room_for_others(make_config, rows):
+    cfg = make_config(serving__max_queue=8, serving__max_queue_per_client=2)
+    holder = holder_from_config(cfg)
+    assert holder.sync(force=True)
+    app = create_app(cfg, holder)
+    body = {"rows": (rows * 20)[:1000]}
+
+    async def scenario():
+        def client(host: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(host, 1)), base_url="http://t",
+                                     timeout=60)
+
+        async with client("198.51.100.1") as bad, client("198.51.100.2") as good:
+            burst = [bad.post("/predict", json=body) for _ in range(12)]
+            return await asyncio.gather(*burst, good.post("/predict", json=body))
+
+    *burst, good = asyncio.run(scenario())
+    assert good.status_code == 200
+    statuses = [r.status_code for r in burst]
+    assert set(statuses) == {200, 429} and statuses.count(200) <= 3  # its turn and its two places
+    refused = next(r for r in burst if r.status_code == 429)
+    assert refused.headers["retry-after"] == "1" and "from this client" in refused.json()["detail"]
 
 
 def test_docs_and_redoc_work_without_internet(client):

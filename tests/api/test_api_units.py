@@ -147,6 +147,39 @@ def test_admission_refuses_past_the_queue_depth_at_once():
     assert _run(scenario()) == ["queue_full", "served", "served", "served"]
 
 
+def test_admission_keeps_one_client_to_its_share_of_the_queue():
+    async def scenario():
+        gate = Admission(max_queue=4, max_wait_s=10, max_per_client=1)
+        async with gate.turn("a"):
+            first = asyncio.create_task(_enter(gate, "a"))
+            await asyncio.sleep(0.01)
+            with pytest.raises(Overloaded) as refused:
+                await _enter(gate, "a")
+            other = asyncio.create_task(_enter(gate, "b"))  # another client still has room
+            await asyncio.sleep(0.01)
+            assert gate.waiting == 2
+        await asyncio.gather(first, other)
+        return refused.value.reason
+
+    assert _run(scenario()) == "client_queue_full"
+    with pytest.raises(ValueError, match="max_queue_per_client"):
+        Admission(max_queue=2, max_wait_s=1, max_per_client=3)
+
+
+async def _enter(gate: Admission, client: str) -> None:
+    async with gate.turn(client):
+        pass
+
+
+def test_refusal_lines_are_capped_per_second_and_the_next_line_counts_the_rest():
+    from api.app import RefusalLog
+
+    refusals = RefusalLog(per_second=2)
+    assert [refusals.admit(100.1), refusals.admit(100.2), refusals.admit(100.3), refusals.admit(100.9)] == \
+        [0, 0, None, None]
+    assert refusals.admit(101.0) == 2
+
+
 def test_admission_refuses_a_request_that_waited_too_long():
     async def scenario():
         gate = Admission(max_queue=10, max_wait_s=0.05)
