@@ -106,6 +106,14 @@ class Target:
             self._idle.pop()[1].close()
 
 
+async def _send_within(target: Target, index: int, timeout_s: float) -> int:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await target.send(index)
+    except TimeoutError:
+        return NO_ANSWER
+
+
 async def open_loop(target: Target, rate: float, count: int, timeout_s: float) -> Results:
     """``count`` requests due at ``rate`` a second."""
     loop = asyncio.get_running_loop()
@@ -113,11 +121,7 @@ async def open_loop(target: Target, rate: float, count: int, timeout_s: float) -
     start = loop.time()
 
     async def one(i: int, due: float) -> None:
-        try:
-            async with asyncio.timeout(timeout_s):
-                status = await target.send(i)
-        except TimeoutError:
-            status = NO_ANSWER
+        status = await _send_within(target, i, timeout_s)
         results.add(status, loop.time() - due)
 
     tasks = []
@@ -141,11 +145,7 @@ async def sequential(target: Target, count: int, timeout_s: float) -> Results:
     start = loop.time()
     for i in range(count):
         due = loop.time()
-        try:
-            async with asyncio.timeout(timeout_s):
-                status = await target.send(i)
-        except TimeoutError:
-            status = NO_ANSWER
+        status = await _send_within(target, i, timeout_s)
         results.add(status, loop.time() - due)
     results.seconds = loop.time() - start
     target.close()
@@ -163,11 +163,7 @@ async def closed_loop(target: Target, connections: int, seconds: float, timeout_
         i = k
         while loop.time() < deadline:
             due = loop.time()
-            try:
-                async with asyncio.timeout(timeout_s):
-                    status = await target.send(i)
-            except TimeoutError:
-                status = NO_ANSWER
+            status = await _send_within(target, i, timeout_s)
             results.add(status, loop.time() - due)
             i += connections
 
