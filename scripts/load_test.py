@@ -283,7 +283,8 @@ def abuse(api: ApiProcess, rows: list[dict], capacity: float, duration: float, t
                                    [{"X-Forwarded-For": f"198.51.100.{i}"} for i in range(150)]), 150, timeout))
     out.append((f"150 requests, each with another spoofed X-Forwarded-For, one client (limit {limit}/min)",
                 f"{spoof.count(served)} served, {spoof.count(lambda s: s == 429)} refused 429, "
-                f"{spoof.count(lambda s: s >= 500)} 5xx", ""))
+                f"{spoof.count(lambda s: s >= 500)} 5xx in {spoof.seconds:.1f} s (the bucket refills "
+                f"{limit / 60:.2f} a second)", ""))
 
     head = b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     before = api.memory_mb()

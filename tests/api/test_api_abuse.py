@@ -182,7 +182,7 @@ async def _flood(app, rows: list[dict], count: int) -> list[httpx.Response]:
 
 
 @pytest.mark.parametrize("overrides, reason", [
-    ({"serving__max_queue": 2, "serving__max_queue_per_client": 2}, "queue_full"),
+    ({"serving__max_queue": 2, "serving__max_queue_per_client": 2, "serving__max_queue_wait_s": 60}, "queue_full"),
     ({"serving__max_queue": 100, "serving__max_queue_per_client": 100, "serving__max_queue_wait_s": 0.001},
      "queue_wait"),
 ])
@@ -205,7 +205,7 @@ def test_past_the_queue_requests_are_refused_at_once_with_503_and_retry_after(ma
 
 
 def test_a_bursting_client_gets_429s_for_its_excess_and_leaves_room_for_others(make_config, rows):
-    cfg = make_config(serving__max_queue=8, serving__max_queue_per_client=2)
+    cfg = make_config(serving__max_queue=8, serving__max_queue_per_client=2, serving__max_queue_wait_s=60)
     holder = holder_from_config(cfg)
     assert holder.sync(force=True)
     app = create_app(cfg, holder)
