@@ -33,7 +33,8 @@ bench: setup  ## benchmarks; figures go to reports/benchmarks.md
 	$(PY) scripts/bench_replay.py
 	$(PY) scripts/bench_models.py
 	$(PY) scripts/bench_streaming.py
-	$(PY) scripts/load_test.py
+	$(PY) scripts/load_test.py --workers 1
+	$(PY) scripts/load_test.py --workers 2
 
 clean:  ## remove generated data and the virtual environment
 	rm -rf $(VENV) data/processed/*.parquet .pytest_cache .hypothesis
@@ -95,5 +96,6 @@ serving-status: setup  ## which variant is asked for, and what the API and the s
 drift: setup  ## live drift monitor: last 10 min of ticks.features vs the training rows (metrics on :9102)
 	$(PY) scripts/drift_monitor.py
 
-load-test: setup  ## API capacity, p95 at 100 req/s, 1x/2x/4x overload, hostile clients; figures to reports/benchmarks.md
-	$(PY) scripts/load_test.py
+load-test: setup  ## API capacity, p95 at 100 req/s, 1x/2x/4x overload, hostile clients (1 and 2 workers); figures to reports/benchmarks.md
+	$(PY) scripts/load_test.py --workers 1
+	$(PY) scripts/load_test.py --workers 2

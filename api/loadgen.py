@@ -15,12 +15,14 @@ one is answered; used to find what the server can serve.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 NO_ANSWER = 0  # status recorded when no HTTP answer came (timeout, reset, refused connection)
+IDLE_REUSE_S = 2.0  # an idle connection older than this is closed, not reused: the server may be closing it
 
 
 @dataclass
@@ -68,12 +70,17 @@ class Target:
         self.requests = [
             f"{head}Content-Length: {len(bodies[i % len(bodies)])}\r\n{extras[i % len(extras)]}\r\n".encode()
             + bodies[i % len(bodies)] for i in range(max(len(bodies), len(extras)))]
-        self._idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque()
+        self._idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = deque()
         self.connections_opened = 0
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._idle:
-            return self._idle.pop()
+        # uvicorn closes keep-alive connections idle for 5 s; one taken just as it does would fail
+        # the request for a reason of the client's making, so old ones are dropped.
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if time.monotonic() - since < IDLE_REUSE_S:
+                return reader, writer
+            writer.close()
         self.connections_opened += 1
         source = self.sources[self.connections_opened % len(self.sources)] if self.sources else None
         return await asyncio.open_connection(self.host, self.port, local_addr=(source, 0) if source else None)
@@ -98,7 +105,7 @@ class Target:
         if b"connection: close" in lower:
             writer.close()
         else:
-            self._idle.append((reader, writer))
+            self._idle.append((reader, writer, time.monotonic()))
         return status
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ Phases, each bounded in requests and time:
 Unless --url is given, it starts the API (scripts/serve_api.py, --workers processes) on a free
 127.0.0.1 port with its own variant file; phases 1 to 4 run with the rate limit above the offered
 load (it costs what it costs and refuses nothing), phase 5 against a second API with the
-configured limit. Figures go to reports/benchmarks.md (section "api").
+configured limit. Figures go to reports/benchmarks.md (section "api", or "api-N-workers").
 """
 
 from __future__ import annotations
@@ -120,15 +120,16 @@ def free_port() -> int:
 class ApiProcess:
     """scripts/serve_api.py on a free loopback port, its JSON log in a temporary file."""
 
-    def __init__(self, args: argparse.Namespace, workdir: Path, rate_limit: int | None) -> None:
+    def __init__(self, args: argparse.Namespace, workdir: Path, rate_limit: int | None, workers: int) -> None:
         self.port = free_port()
+        self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"api-{self.port}.log"
         command = [sys.executable, str(REPO_ROOT / "scripts" / "serve_api.py"), "--port", str(self.port),
                    "--variant", args.variant, "--variant-file", str(workdir / f"variant-{self.port}")]
         for flag, option in (("--model-uri", args.model_uri), ("--artifacts-dir", args.artifacts_dir),
                              ("--mlflow-uri", args.mlflow_uri), ("--config", args.config),
-                             ("--workers", args.workers), ("--rate-limit", rate_limit)):
+                             ("--workers", workers), ("--rate-limit", rate_limit)):
             if option is not None:
                 command += [flag, str(option)]
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -152,20 +153,13 @@ class ApiProcess:
         raise LoadTestError(f"the API was not healthy within {timeout_s:.0f} s: {self.log_path.read_text()[-1500:]}")
 
     def workers_ready(self) -> bool:
-        """Every worker has loaded its model (with one worker, /health says so)."""
-        expected = len(self.pids()) if self.children() else 1
-        return self.log_path.read_text().count("loaded the ") >= expected
-
-    def children(self) -> list[int]:
-        try:
-            text = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
+        """Every worker has loaded its model (/health answers from whichever worker is free)."""
+        return len(self.pids()) >= self.workers
 
     def pids(self) -> list[int]:
-        """The processes that serve requests: the workers, or the server itself when it has none."""
-        return self.children() or [self.popen.pid]
+        """The processes that serve requests (the workers, or the server itself): those that loaded a model."""
+        pids = re.findall(r'"message":"loaded the [^"]*","pid":(\d+)', self.log_path.read_text())
+        return sorted({int(p) for p in pids})
 
     def memory_mb(self) -> tuple[float, float]:
         """(current RSS, peak RSS) summed over the serving processes, in MB."""
@@ -337,8 +331,9 @@ def phase_row(phase: Phase) -> str:
     within = sum(1 for s, t in zip(r.statuses, r.latencies) if answered(s) and t <= ANSWER_WITHIN_S)
     offered = f"{phase.offered:.0f}" if phase.offered else "closed loop"
     top = f"{every.max() * 1e3:.0f}" if len(every) else "-"
-    return (f"| {phase.name} | {offered} | {r.sent} | {r.count(served) / r.seconds:.1f} | {r.count(lambda s: s == 503)} "
-            f"| {r.count(lambda s: s == 429)} | {r.count(lambda s: s >= 500 and s != 503)} | {r.count(lambda s: s == 0)} "
+    return (f"| {phase.name} | {offered} | {r.sent} | {r.count(served) / r.seconds:.1f} "
+            f"| {r.count(lambda s: s == 503)} | {r.count(lambda s: s == 429)} "
+            f"| {r.count(lambda s: s >= 500 and s != 503)} | {r.count(lambda s: s == 0)} "
             f"| {_ms(ok, 50)} | {_ms(ok, 95)} | {_ms(ok, 99)} | {_ms(refused, 95)} | {top} "
             f"| {within / r.sent:.2%} | {r.max_lag_s * 1e3:.0f} |")
 
@@ -402,7 +397,8 @@ def report_body(phases: list[Phase], fuzzed: dict | None, abused: list[tuple] | 
         fives = [o for _, o, _ in abused if re.search(r"(?<![\d.])[1-9]\d* (other )?5xx", o)]
         good = next((o for c, o, _ in abused if c.startswith("a good client")), "")
         lines.append("")
-        lines.append(f"- zero 5xx in the hostile cases (a flood's own 503s aside): {'met' if not fives else 'not met'}.")
+        lines.append("- zero 5xx in the hostile cases (a flood's own 503s aside): "
+                     f"{'met' if not fives else 'not met'}.")
         match = re.search(r"good client: (\d+)/(\d+) served", good)
         if match:
             lines.append(f"- the good client fully served during the flood: "
@@ -428,19 +424,19 @@ def main(argv: list[str] | None = None) -> int:
         base = loopback_only(args.url) if args.url else None
         with tempfile.TemporaryDirectory(prefix="load_test_") as tmp:
             workdir = Path(tmp)
-            api = None if base else ApiProcess(args, workdir, rate_limit=10_000_000)
+            workers = args.workers or cfg.serving.workers
+            api = None if base else ApiProcess(args, workdir, rate_limit=10_000_000, workers=workers)
             try:
                 if api is not None:
                     api.wait_healthy()
                     base = api.url
                 phases, fuzzed, info, capacity = run_phases(base, bodies, args, workdir)
             finally:
-                workers = len(api.pids()) if api is not None else None
                 if api is not None:
                     api.stop()
             abused = None
             if api is not None and not args.no_abuse:
-                guarded = ApiProcess(args, workdir, rate_limit=None)
+                guarded = ApiProcess(args, workdir, rate_limit=None, workers=workers)
                 try:
                     guarded.wait_healthy()
                     abused = abuse(guarded, rows, capacity, args.duration, args.timeout)
@@ -449,13 +445,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, LoadTestError) as exc:
         print(f"load_test: {exc}", file=sys.stderr)
         return 1
-    body = report_body(phases, fuzzed, abused, info, args, capacity, started_api=api is not None, workers=workers,
+    started = workers if api is not None else None
+    body = report_body(phases, fuzzed, abused, info, args, capacity, started_api=api is not None, workers=started,
                        serving=cfg.serving)
     print(body)
-    if not args.no_report:
-        write_section("api", body, report=args.report)
+    if not args.no_report:  # one section per worker count, so `make bench` keeps both
+        write_section(section_name(started), body, report=args.report)
         print(f"\nwritten to {args.report}")
     return 0
+
+
+def section_name(workers: int | None) -> str:
+    return "api" if workers in (None, 1) else f"api-{workers}-workers"
 
 
 def run_phases(base: str, bodies: list[bytes], args: argparse.Namespace,

@@ -7,10 +7,11 @@
 Writes the variant file (serving.variant_file, env MODEL_VARIANT_FILE) atomically. The API
 and the scorer re-read it every serving.reload_s seconds, load the other model, then swap it
 in: requests in flight finish with the old model, none is refused. The script then waits until
-the API's and the scorer's /metrics report the new variant (for the API: every worker) and prints what each one
-serves. Where they are: serving.api_url and serving.scorer_metrics_url (env API_URL,
-SCORER_METRICS_URL; the Docker stack sets them to its service names, so
-`docker compose ... exec api python scripts/rollback.py baseline` confirms both). Exit 0 when the API confirmed (and the scorer, if it answers), 1 otherwise.
+the API's and the scorer's /metrics report the new variant (for the API: every worker) and
+prints what each one serves. Where they are: serving.api_url and serving.scorer_metrics_url
+(env API_URL, SCORER_METRICS_URL; the Docker stack sets them to its service names, so
+`docker compose ... exec api python scripts/rollback.py baseline` confirms both). Exit 0 when
+the API confirmed (and the scorer, if it answers), 1 otherwise.
 The choice survives restarts: run the opposite command to undo it.
 """
 

@@ -48,7 +48,7 @@ def queried_names(expr: str) -> set[str]:
 
 
 def compose_config(env_file=None) -> subprocess.CompletedProcess:
-    """`docker-compose [--env-file FILE] -f docker/compose.yaml config`, as make stack runs it, with a clean environment."""
+    """`docker-compose [--env-file FILE] -f docker/compose.yaml config` as make stack runs it, in a clean environment."""
     tool = shutil.which("docker-compose")
     assert tool, "docker-compose is not installed: run `make compose-tool` (make test does)"
     env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
