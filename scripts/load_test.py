@@ -305,12 +305,22 @@ def abuse(api: ApiProcess, rows: list[dict], capacity: float, duration: float, t
     flood, good = run(both())
     p95 = np.percentile(good.latencies_of(served), 95) * 1e3 if good.count(served) else float("nan")
     out.append((f"a good client at {good_rate:g}/s while another floods at {flood_rate:.0f}/s for {duration:g} s",
-                f"good client: {good.count(served)}/{good.sent} served, p95 {p95:.1f} ms, "
+                f"good client: {good.count(served)}/{good.sent} served{_others(good)}, p95 {p95:.1f} ms, "
                 f"{good.count(lambda s: s >= 500)} 5xx; flood: {flood.count(lambda s: s == 429)} refused 429, "
                 f"{flood.count(lambda s: s == 503)} refused 503, {flood.count(served)} served, "
                 f"{flood.count(lambda s: s >= 500 and s != 503)} other 5xx; client lag {good.max_lag_s * 1e3:.0f} ms "
                 f"(good), {flood.max_lag_s * 1e3:.0f} ms (flood)", ""))
     return out
+
+
+def _others(results: Results) -> str:
+    """' (others: 429 x2, no answer x1)' for what was not served, '' when everything was."""
+    counts: dict[str, int] = {}
+    for status in results.statuses:
+        if not served(status):
+            name = "no answer" if status == NO_ANSWER else str(status)
+            counts[name] = counts.get(name, 0) + 1
+    return f" (others: {', '.join(f'{k} x{v}' for k, v in sorted(counts.items()))})" if counts else ""
 
 
 def _memory(before: tuple[float, float], after: tuple[float, float]) -> str:
