@@ -87,7 +87,10 @@ class Target:
 
     async def send(self, index: int) -> int:
         """One request; its status, or NO_ANSWER. The connection is reused unless the server closes it."""
-        reader, writer = await self._connection()
+        try:
+            reader, writer = await self._connection()
+        except OSError:  # refused, or no port left: no answer, as for a client
+            return NO_ANSWER
         try:
             writer.write(self.requests[index % len(self.requests)])
             head = await reader.readuntil(b"\r\n\r\n")
