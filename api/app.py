@@ -61,7 +61,7 @@ CLIENT_CLOSED = 499  # logged and counted when the client went away before its b
 # client reads the refusal instead of a connection reset (closing on unread data resets it).
 LINGER_BYTES = 16 * 2**20
 LINGER_S = 1.0
-REFUSED = {408, 413, 429, 503}
+REFUSED = {408, 413, 429, 503}  # log lines of these are capped (RefusalLog); a 422 is always logged
 REFUSAL_LINES_PER_S = 20  # a flood of refusals is counted in full but logged only this often
 
 
@@ -251,6 +251,13 @@ class ServiceMiddleware:
             status["code"] = CLIENT_CLOSED
             return
         try:
+            body.decode("utf-8")  # JSON travels as UTF-8 (RFC 8259); the framework would answer a vague 400
+        except UnicodeDecodeError as exc:
+            message = f"not UTF-8 at byte {exc.start}: send JSON encoded as UTF-8"
+            await self._refuse(send, 422, "body_not_utf8", request_id, f"body: {message}",
+                               errors=[{"field": "body", "message": message, "type": "json_invalid"}])
+            return
+        try:
             async with service.admission.turn(client):
                 await self.app(scope, _replay(body, receive), send)
         except Overloaded as exc:
@@ -260,10 +267,11 @@ class ServiceMiddleware:
                                "retry in a second", [(b"retry-after", b"1")])
 
     async def _refuse(self, send: Any, code: int, reason: str, request_id: str, detail: str,
-                      headers: list[tuple[bytes, bytes]] | None = None, receive: Any = None) -> None:
+                      headers: list[tuple[bytes, bytes]] | None = None, receive: Any = None,
+                      errors: list[dict] | None = None) -> None:
         """Answer ``code`` with a JSON error; with ``receive``, the body is left unread: close the connection."""
         self.service.metrics.refused.labels(reason).inc()
-        body = orjson.dumps({"detail": detail, "errors": [], "request_id": request_id})
+        body = orjson.dumps({"detail": detail, "errors": errors or [], "request_id": request_id})
         extra = [*(headers or []), *([(b"connection", b"close")] if receive else [])]
         await send({"type": "http.response.start", "status": code, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})

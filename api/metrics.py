@@ -85,8 +85,8 @@ class ApiMetrics:
                                     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r)
         self.rate_limited = Counter("api_rate_limited_total", "requests refused with 429", registry=r)
         self.refused = Counter("api_refused_total", "requests refused before scoring, by reason (rate_limit, "
-                               "client_queue_full, queue_full, queue_wait, body_too_large, body_timeout)", ["reason"],
-                               registry=r)
+                               "client_queue_full, queue_full, queue_wait, body_too_large, body_timeout, "
+                               "body_not_utf8)", ["reason"], registry=r)
         self.queue = Gauge("api_queue_waiting", "/predict requests waiting for their turn", registry=r,
                            multiprocess_mode="livesum")
         self.model = ModelGauges("api", r)
