@@ -196,7 +196,8 @@ def fuzz(base: str, examples: int, workdir: Path) -> dict:
                "--generation-deterministic", "--report", "ndjson", "--report-ndjson-path", str(ndjson),
                "--phases", "examples,coverage,fuzzing"]
     started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    # Run in the temporary folder: schemathesis leaves a cache folder where it runs.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=workdir)
     statuses: dict[str, int] = {}
     if ndjson.exists():
         for match in re.finditer(r'"status_code":\s*(\d{3})', ndjson.read_text()):
