@@ -4,6 +4,7 @@ virtual environment with only the serving set, give a working API that honours c
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -106,6 +107,10 @@ def test_the_serving_image_install_steps_give_a_working_api_in_a_clean_venv(tmp_
                 assert done.returncode == 0, f"{part}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
                 replayed.append(part)
     assert any("requirements-serving.txt" in p for p in replayed) and any("-e ." in p for p in replayed)
+    # The build context's models/artifacts: a run's (after `make demo`) or, as here, the handed-off ones.
+    artifacts = app / "models" / "artifacts"
+    shutil.copytree(REPO_ROOT / "handoff" / "models" / "artifacts", artifacts, dirs_exist_ok=True)
+    selected = json.loads((artifacts / "summary.json").read_text())["selected"]
 
     python = str(bin_dir / "python")
     installed = subprocess.run([python, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True,
@@ -122,8 +127,8 @@ def test_the_serving_image_install_steps_give_a_working_api_in_a_clean_venv(tmp_
                                 text=True, timeout=120)
         assert helped.returncode == 0, helped.stderr[-2000:]
     port = free_port()
-    server_env = {**env, "MODEL_VARIANT_FILE": str(tmp_path / "variant"), "MODEL_URI": str(app / "models" /
-                  "artifacts" / "xgboost"), "PYTHONUNBUFFERED": "1"}
+    server_env = {**env, "MODEL_VARIANT_FILE": str(tmp_path / "variant"), "MODEL_URI": str(artifacts / selected),
+                  "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "api.log", "wb") as log:
         server = subprocess.Popen([python, str(app / "scripts" / "serve_api.py"), "--port", str(port)], cwd=tmp_path,
                                   env=server_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

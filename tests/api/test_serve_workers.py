@@ -12,6 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import yaml
+
+from common.config import REPO_ROOT
 
 from serving_helpers import free_port, value, wait_until
 
@@ -42,11 +45,15 @@ def test_two_workers_share_the_rate_limit_and_the_metrics(spawn, trained, rows, 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env_dir = tmp_path / "metrics"
+    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    config["serving"]["max_queue_wait_s"] = 30.0  # about sharing, not shedding: a slow machine must not shed here
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(env_dir)  # read by the spawned script (Proc copies os.environ)
     try:
         api = spawn("api", ["scripts/serve_api.py", "--port", str(port), "--workers", "2", "--rate-limit", str(LIMIT),
                             "--model-uri", str(trained.artifacts / trained.selected),
-                            "--artifacts-dir", str(trained.artifacts), "--variant-file", str(tmp_path / "variant")])
+                            "--artifacts-dir", str(trained.artifacts), "--variant-file", str(tmp_path / "variant"),
+                            "--config", str(tmp_path / "config.yaml")])
     finally:
         del os.environ["PROMETHEUS_MULTIPROC_DIR"]
     workers: set[int] = set()
