@@ -2,8 +2,8 @@
 
 Every command of README.md and handoff/README.md (code blocks and inline code) is either run
 here, in order, in a copy of the working tree that is a git repository of its own, or skipped
-for a stated reason (it needs a broker, the network or a terminal, or it is meant to rewrite
-the committed examples). After the runnable ones, ``git status`` of the copy must be clean.
+for a stated reason (it needs a broker, Docker, the network or a terminal, it serves until
+stopped, or it is meant to rewrite the committed examples). After the runnable ones, ``git status`` of the copy must be clean.
 The copy borrows this checkout's .venv; PYTHONPATH points the scripts at the copy's packages.
 It takes minutes (make demo and the steps after it), so `make test` leaves it to `make check-readme`.
 """
@@ -30,9 +30,10 @@ SKIP = [  # (pattern, why it does not run here)
     (r"^make (live-demo|kafka-jars)\b", "starts brokers and services for minutes, or fetches jars from Maven"),
     (r"^make (ingest|featurize)\b|ws_ingest\.py|features/featurizer\.py|kafka_consume_check\.py|feed_features\.py",
      "needs Coinbase or a broker"),
-    (r"^curl |^docker ", "needs the API or a Docker engine"),
+    (r"^curl |^docker |^make stack", "needs the API or a Docker engine"),
+    (r"local_kafka\.py (start|stop)", "starts or stops a broker (tests/streaming start Apache Kafka themselves)"),
     (r"^brew ", "macOS only"),
-    (r"^make mlflow-ui|jupyter lab", "a server until Ctrl-C (tests/project/test_mlflow_ui.py starts the UI)"),
+    (r"^make mlflow-ui|jupyter lab|replay_ws\.py", "a server until Ctrl-C (tests/project/test_mlflow_ui.py starts the UI)"),
     (r"^make (bench|bench-record|load-test)\b", "minutes of benchmarks (the writer's default is tested in tests/unit)"),
     (r"^make (test|check-readme)\b|-m pytest", "the test suite and this check"),
     (r"^make (setup|clean)\b", "the copy borrows this checkout's .venv"),
