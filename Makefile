@@ -29,11 +29,14 @@ demo: setup  ## the whole job on the bundled sample, no Docker/network: replay, 
 replay: setup  ## replay the bundled real sample into data/processed/features.parquet
 	$(PY) scripts/replay.py --raw 'data/sample/btcusd-2025-12/*.ndjson.gz' --out data/processed/features.parquet
 
-bench: setup  ## benchmarks; figures go to reports/benchmarks.md
-	$(PY) scripts/bench_replay.py
-	$(PY) scripts/bench_models.py
-	$(PY) scripts/bench_streaming.py
-	$(PY) scripts/load_test.py
+SOAK_MINUTES ?= 30
+BENCH_STEPS := bench_replay.py bench_models.py bench_streaming.py probe_brokers.py load_test.py \
+               "bench_outage.py --runs 10" "bench_soak.py --minutes $(SOAK_MINUTES)"
+
+bench: setup  ## benchmarks, about 80 minutes (a 30-minute soak, 10 outage runs); figures go to reports/benchmarks.md
+	@failed=""; for step in $(BENCH_STEPS); do \
+		echo "== scripts/$$step"; $(PY) scripts/$$step || failed="$$failed scripts/$$step;"; \
+	done; [ -z "$$failed" ] || { echo "failed:$$failed see their output above"; exit 1; }
 
 clean:  ## remove generated data and the virtual environment
 	rm -rf $(VENV) data/processed/*.parquet .pytest_cache .hypothesis

@@ -204,6 +204,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
+def distinct(values: list[bytes]) -> list[bytes]:
+    """Values in order, exact repeats left out (at-least-once delivery repeats records)."""
+    seen: set[bytes] = set()
+    out = []
+    for value in values:
+        if value not in seen:
+            seen.add(value)
+            out.append(value)
+    return out
+
+
 def expected_rows(values: list[bytes], spec: FeatureSpec) -> int:
     """How many feature rows replay makes of these raw records (what the featurizer must publish)."""
     pipeline = FeaturePipeline(spec)
@@ -253,7 +264,7 @@ def latency_run(frames: list[dict], speed: float, workdir: Path, spec: FeatureSp
     timed: list[tuple[int, float]] = []  # (received_at ns, ms until readable) per feature row
     raw_timed: list[tuple[int, float]] = []
     done = threading.Event()
-    raw_thread = threading.Thread(target=_collect, args=(readers[1], raw_timed, done), daemon=True)
+    raw_thread = threading.Thread(target=collect_latencies, args=(readers[1], raw_timed, done), daemon=True)
     try:
         services.append(featurizer(kafka.bootstrap, workdir))
         url = server.start()
@@ -265,7 +276,7 @@ def latency_run(frames: list[dict], speed: float, workdir: Path, spec: FeatureSp
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(timed)} of {expected} feature rows arrived in {timeout_s:.0f} s; "
                                    f"see {workdir}/*.err")
-            _poll_latencies(readers[0], timed)
+            poll_latencies(readers[0], timed)
             if expected is None and server.all_sent.is_set():
                 expected = expected_rows([orjson.dumps(t) for t in _sent_frames(server)], spec)
     finally:
@@ -295,7 +306,7 @@ def _sent_frames(server: MarketServer) -> list[dict]:
     return [orjson.loads(text) for text in server.sent_tickers]
 
 
-def _poll_latencies(consumer: KafkaConsumer, sink: list[tuple[int, float]]) -> None:
+def poll_latencies(consumer: KafkaConsumer, sink: list[tuple[int, float]]) -> None:
     # A short poll timeout: kafka-python's poll() may only return at its timeout even when a
     # fetch has completed meanwhile, which would add up to that much to every figure.
     for records in consumer.poll(timeout_ms=5).values():
@@ -307,9 +318,10 @@ def _poll_latencies(consumer: KafkaConsumer, sink: list[tuple[int, float]]) -> N
                 sink.append((received, (now - received) / 1e6))
 
 
-def _collect(consumer: KafkaConsumer, sink: list[tuple[int, float]], done: threading.Event) -> None:
+def collect_latencies(consumer: KafkaConsumer, sink: list[tuple[int, float]], done: threading.Event) -> None:
+    """Time every row ``consumer`` reads until ``done`` is set (run in a thread)."""
     while not done.is_set():
-        _poll_latencies(consumer, sink)
+        poll_latencies(consumer, sink)
 
 
 # -- throughput: a preloaded ticks.raw through the featurizer --------------------------------
