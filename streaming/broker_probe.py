@@ -340,7 +340,7 @@ def reported_end(bootstrap: str, batches: int = 3, per_batch: int = 10) -> Findi
     """Write ``batches`` batches of ``per_batch`` records and ask for the log end (ListOffsets latest)."""
     topic = _name("end")
     ensure_topics(bootstrap, {topic: 1})
-    producer = make_producer(bootstrap, linger_ms=50)
+    producer = make_producer(bootstrap, linger_ms=1000)  # each flush() sends exactly one batch
     try:
         for b in range(batches):
             for i in range(per_batch):
