@@ -38,7 +38,7 @@ ROWS = {  # probe -> (what the table row says, what the pipeline needs)
     "auto_create": ("a send to a topic nobody created (kafka-python asks for its metadata first)",
                     "not created"),
     "reported_end": ("log end reported (ListOffsets latest) after 30 records in 3 batches", "30"),
-    "group_join": ("a lone consumer joining a fresh group: subscribe() to first assignment", "well under 1 s"),
+    "group_join": ("a lone consumer joining a fresh group: subscribe() to first assignment", "< 1 s"),
     "restart": ("300 records and a committed offset, then the broker stopped and started", "all kept"),
 }
 

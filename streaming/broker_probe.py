@@ -123,7 +123,8 @@ def write_to_missing_topic(bootstrap: str, topic: str, records: int = 10) -> Fin
         summary = (f"**acknowledged** {records} records (error 0, base offset {base}); "
                    f"the topic is {'listed' if listed else '**still not listed**'} afterwards")
     else:
-        summary = f"refused: {for_code(code).__name__} (error {code}); topic listed afterwards: {listed}"
+        summary = (f"refused: {for_code(code).__name__} (error {code}); the topic is "
+                   f"{'listed' if listed else 'not listed'} afterwards")
     return Finding(summary, {"error_code": code, "base_offset": base, "listed": listed, "records": records})
 
 
