@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,7 +116,7 @@ featurizer keep running; the test asserts that every ticker frame reaches ticks.
 | measure | value | target | met |
 |---|---|---|---|
 | runs passed | **{passed} of {len(runs)}** | {len(runs)} of {len(runs)} | {"yes" if passed == len(runs) else "**not met**"} |
-| test duration, min / median / max | {durations[0]:.1f} / {durations[len(durations) // 2]:.1f} / {durations[-1]:.1f} s | | |
+| test duration, min / median / max | {durations[0]:.1f} / {statistics.median(durations):.1f} / {durations[-1]:.1f} s | | |
 
 | run | result | test s | pytest process s | failure |
 |---|---|---|---|---|

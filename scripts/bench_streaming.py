@@ -1,6 +1,6 @@
 """Benchmark the live path on Apache Kafka and write the "streaming" section of reports/benchmarks.md.
 
-    python scripts/bench_streaming.py [--live-seconds 120] [--no-write]
+    python scripts/bench_streaming.py [--live-seconds 300] [--no-write]
 
 1. Throughput: the bundled 2025-12 sample (73,504 real ticks, as the raw records ws_ingest.py
    writes) preloaded into ticks.raw, then the rate at which features/featurizer.py turns it into
@@ -40,8 +40,8 @@ TARGET_P99_MS = 50.0
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--live-seconds", type=float, default=120.0,
-                        help="seconds of the recording played at live rate, after a 5 s warm-up (default 120)")
+    parser.add_argument("--live-seconds", type=float, default=300.0,
+                        help="seconds of the recording played at live rate after a 5 s warm-up (default 300)")
     parser.add_argument("--no-write", action="store_true", help="print the section, do not write the report")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)

@@ -292,7 +292,7 @@ def latency_run(frames: list[dict], speed: float, workdir: Path, spec: FeatureSp
     if not timed:
         raise RuntimeError(f"no feature row arrived; see {workdir}/*.err")
     first_ns = min(ns for ns, _ in timed)
-    cut = first_ns + warmup_s * 1e9
+    cut = first_ns + round(warmup_s * 1e9)  # in integers: a float loses the last digits of a time in ns
     kept = [ms for ns, ms in timed if ns >= cut]
     raw_kept = [ms for ns, ms in raw_timed if ns >= cut]
     if not kept or not raw_kept:
