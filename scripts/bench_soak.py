@@ -77,6 +77,15 @@ def _n(counters: dict, name: str) -> str:
     return f"{value:,}" if isinstance(value, int) else "?"
 
 
+def _old_gen(r: SoakResult) -> str:
+    parts = []
+    if r.broker_old_gen_max_mb is not None:
+        parts.append(f"old generation in use at most {r.broker_old_gen_max_mb:.0f} MB while it ran")
+    if r.broker_live_heap_mb is not None:
+        parts.append(f"{r.broker_live_heap_mb:.0f} MB of heap in use right after a full collection at the end")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def _met(ok: bool | None) -> str:
     return "too short to judge" if ok is None else ("yes" if ok else "**not met**")
 
@@ -87,6 +96,10 @@ def render(r: SoakResult) -> str:
     memory_rows = "\n".join(
         f"| {name} | {t.start_mb:.0f} | {t.end_mb:.0f} | {t.max_mb:.0f} | {t.slope_mb_per_10min:+.1f} | "
         f"<= {MB_PER_10_MIN_TOLERANCE:g} | {_met(t.flat)} |" for name, t in r.memory.items())
+    if r.broker_heap is not None:
+        h = r.broker_heap
+        memory_rows += (f"\n| broker: JVM heap committed | {h.start_mb:.0f} | {h.end_mb:.0f} | {h.max_mb:.0f} | "
+                        f"{h.slope_mb_per_10min:+.1f} | | |")
     cpu = ", ".join(f"{name} {share:.0%}" for name, share in r.cpu_share.items())
     ingest = r.ingest
     summary = r.featurizer.get("summary", {})
@@ -123,7 +136,9 @@ Resident memory (MB), sampled every 10 s while the market played, after a {r.war
 (imports, caches and buffers filling); the slope is a least-squares fit over those samples.
 Tolerance: {MB_PER_10_MIN_TOLERANCE:g} MB per 10 minutes, about 0.7 GB a day, beyond which a
 process would need restarts; it is judged only over at least {MIN_JUDGED_S / 60:g} minutes of samples.
-The broker's figure is the JVM's (heap -Xms256m -Xmx768m).
+The broker's figure is the JVM's (heap -Xms256m -Xmx768m); its committed heap (`jstat -gc`, every
+minute) shows how much of that is the heap G1 grows toward -Xmx before it collects the old
+generation{_old_gen(r)}.
 
 | process | after warm-up | end | max | slope MB / 10 min | target | flat |
 |---|---|---|---|---|---|---|

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,6 +166,37 @@ def cpu_seconds(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     except (OSError, IndexError, ValueError):
         return None
+
+
+def jvm_heap_mb(pid: int) -> tuple[float, float] | None:
+    """A JVM's committed heap and its old generation's use, in MB, from the JDK's ``jstat -gc``.
+
+    A JVM's resident memory grows while it commits heap up to -Xmx, leak or not; the committed
+    heap tells that growth apart. None where jstat is missing or the process is gone.
+    """
+    jstat = shutil.which("jstat")
+    if jstat is None:
+        return None
+    try:
+        lines = subprocess.run([jstat, "-gc", str(pid)], capture_output=True, text=True, timeout=30).stdout.splitlines()
+        gc = dict(zip(lines[0].split(), map(float, lines[1].split())))
+        return (gc["S0C"] + gc["S1C"] + gc["EC"] + gc["OC"]) / 1024, gc["OU"] / 1024
+    except (OSError, subprocess.TimeoutExpired, IndexError, KeyError, ValueError):
+        return None
+
+
+def jvm_live_heap_mb(pid: int) -> float | None:
+    """Heap in use right after a full collection (``jcmd GC.run``; G1 moves every survivor into the
+    old generation): what the JVM really keeps. None where jcmd is missing or the process is gone."""
+    jcmd = shutil.which("jcmd")
+    if jcmd is None:
+        return None
+    try:
+        subprocess.run([jcmd, str(pid), "GC.run"], capture_output=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    heap = jvm_heap_mb(pid)
+    return None if heap is None else heap[1]
 
 
 class LoadWatch:

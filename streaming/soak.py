@@ -36,6 +36,8 @@ from streaming.bench import (
     expected_rows,
     featurizer,
     ingestor,
+    jvm_heap_mb,
+    jvm_live_heap_mb,
     percentile,
     read_all,
     rss_mb,
@@ -51,7 +53,7 @@ MIN_JUDGED_S = 600.0  # a slope over less than this much time after the warm-up 
 
 
 class ShiftedCopies(Sequence):
-    """The first ``seconds`` of recorded time of ``frames`` repeated: copy k shifted k periods later.
+    """``seconds`` of recorded time made of ``frames`` over and over, copy k shifted k periods later.
 
     The period is the recording's length plus its median gap between frames, so copies follow
     each other like the frames within one. Frames are made when asked for, not held in memory.
@@ -98,13 +100,18 @@ class Sample:
     cpu_s: dict[str, float | None]
     load1: float
     sent: int  # ticker frames the market had sent
+    heap_mb: tuple[float, float] | None = None  # the JVM's committed heap and old generation in use
 
 
 class Sampler:
-    """Samples the named processes every ``every_s`` in a thread until ``stop()``."""
+    """Samples the named processes every ``every_s`` in a thread until ``stop()``; the heap of the
+    ``jvm`` one every ``heap_every`` samples (jstat starts a JVM of its own: not too often)."""
 
-    def __init__(self, pids: dict[str, int], server: MarketServer, every_s: float) -> None:
+    def __init__(self, pids: dict[str, int], server: MarketServer, every_s: float, jvm: str | None = None,
+                 heap_every: int = 6) -> None:
         self.pids = pids
+        self.jvm = jvm
+        self.heap_every = heap_every
         self.server = server
         self.every_s = every_s
         self.samples: list[Sample] = []
@@ -125,6 +132,8 @@ class Sampler:
                             {name: rss_mb(pid) for name, pid in self.pids.items()},
                             {name: cpu_seconds(pid) for name, pid in self.pids.items()},
                             os.getloadavg()[0], len(self.server.sent_tickers))
+            if self.jvm is not None and len(self.samples) % self.heap_every == 0:
+                sample.heap_mb = jvm_heap_mb(self.pids[self.jvm])
             self.samples.append(sample)
             if len(self.samples) % 6 == 0:
                 log.info("soak %.0f s: %d frames sent; RSS %s MB; load %.1f", sample.t_s, sample.sent,
@@ -199,6 +208,9 @@ class SoakResult:
     catch_up_s: float  # last frame received to the last feature row readable on ticks.features
     delivery: Delivery
     memory: dict[str, Trend]
+    broker_heap: Trend | None  # the JVM's committed heap (None without jstat)
+    broker_old_gen_max_mb: float | None
+    broker_live_heap_mb: float | None  # heap in use right after a full collection at the end
     cpu_share: dict[str, float]  # CPU seconds per second of the stream, per process
     warmup_s: float
     load_mean: float
@@ -235,7 +247,7 @@ def soak_run(recording: list[dict], minutes: float, speed: float, workdir: Path,
         services.append(ingest)
         assert kafka.process is not None
         sampler = Sampler({"ingestor": ingest.pid, "featurizer": fz.pid, "broker": kafka.process.pid},
-                          server, sample_s)
+                          server, sample_s, jvm="broker")
         sampler.start()
         started = time.monotonic()
         _wait(server.all_sent.is_set, minutes * 60 * 1.5 + 120, "the market to send every frame", [ingest, fz])
@@ -251,6 +263,7 @@ def soak_run(recording: list[dict], minutes: float, speed: float, workdir: Path,
         _wait(lambda: _part_rows(out_dir) >= expected
               and sum(end_offsets(kafka.bootstrap, "ticks.features").values()) >= expected, 600,
               "every feature row", [fz])
+        live_heap = jvm_live_heap_mb(kafka.process.pid)  # the stream is over: a full collection harms nothing
         reading.set()
         reader_thread.join(10)
         fz.stop()
@@ -269,14 +282,18 @@ def soak_run(recording: list[dict], minutes: float, speed: float, workdir: Path,
     warmup_s = min(300.0, minutes * 60 / 6)
     memory = {name: memory_trend([(s.t_s, s.rss_mb[name]) for s in samples if s.rss_mb[name] is not None], warmup_s)
               for name in samples[0].rss_mb}
+    heaps = [(s.t_s, s.heap_mb) for s in samples if s.heap_mb is not None]
+    broker_heap = memory_trend([(t, heap[0]) for t, heap in heaps], warmup_s) if heaps else None
+    old_gen_max = max(heap[1] for _, heap in heaps) if heaps else None
     span = samples[-1].t_s - samples[0].t_s
     cpu_share = {name: ((samples[-1].cpu_s[name] or 0.0) - (samples[0].cpu_s[name] or 0.0)) / span if span else 0.0
                  for name in samples[0].cpu_s}
     latencies = [ms for _, ms in timed] or [float("nan")]
-    catch_up_s = (max(ns + ms * 1e6 for ns, ms in timed) - max(ns for ns, _ in timed)) / 1e9 if timed else float("nan")
+    last_row_ns = max((ns + ms * 1e6 for ns, ms in timed), default=float("nan"))
+    catch_up_s = (last_row_ns - max((ns for ns, _ in timed), default=0)) / 1e9
     loads = [s.load1 for s in samples]
-    return SoakResult(minutes, speed, frames.copies, played - started, catch_up_s,
-                      delivery, memory, cpu_share, warmup_s, sum(loads) / len(loads), max(loads),
+    return SoakResult(minutes, speed, frames.copies, played - started, catch_up_s, delivery, memory, broker_heap,
+                      old_gen_max, live_heap, cpu_share, warmup_s, sum(loads) / len(loads), max(loads),
                       percentile(latencies, 50), percentile(latencies, 99), max(latencies),
                       services[1].last_json() or {}, services[0].last_json() or {})
 
