@@ -115,7 +115,7 @@ featurizer keep running; the test asserts that every ticker frame reaches ticks.
 
 | measure | value | target | met |
 |---|---|---|---|
-| runs passed | **{passed} of {len(runs)}** | {len(runs)} of {len(runs)} | {"yes" if passed == len(runs) else "**not met**"} |
+| runs passed | **{passed} of {len(runs)}** | {len(runs)} of {len(runs)} | {"met" if passed == len(runs) else "**not met**"} |
 | test duration, min / median / max | {durations[0]:.1f} / {statistics.median(durations):.1f} / {durations[-1]:.1f} s | | |
 
 | run | result | test s | pytest process s | failure |

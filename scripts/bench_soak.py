@@ -87,7 +87,7 @@ def _old_gen(r: SoakResult) -> str:
 
 
 def _met(ok: bool | None) -> str:
-    return "too short to judge" if ok is None else ("yes" if ok else "**not met**")
+    return "too short to judge" if ok is None else ("met" if ok else "**not met**")
 
 
 def render(r: SoakResult) -> str:
@@ -140,7 +140,7 @@ The broker's figure is the JVM's (heap -Xms256m -Xmx768m); its committed heap (`
 minute) shows how much of that is the heap G1 grows toward -Xmx before it collects the old
 generation{_old_gen(r)}.
 
-| process | after warm-up | end | max | slope MB / 10 min | target | flat |
+| process | after warm-up | end | max | slope MB / 10 min | target | met |
 |---|---|---|---|---|---|---|
 {memory_rows}
 

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 def render(results: dict[str, dict[str, Finding]], load: str) -> str:
     tansu, apache = results["tansu"], results["apache"]
     rows = "\n".join(f"| {what} | {tansu[probe].summary} | {apache[probe].summary} | {target} | "
-                     f"{'yes' if met(probe, tansu[probe]) else '**no**'} |"
+                     f"{'met' if met(probe, tansu[probe]) else '**not met**'} |"
                      for probe, (what, target) in ROWS.items())
     return f"""## Brokers: the Tansu demo broker against Apache Kafka
 
