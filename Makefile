@@ -52,12 +52,15 @@ mlflow-ui: setup  ## the MLflow UI on the project's store (mlruns.db); prints th
 replay: setup  ## replay the bundled training data (Exchange feed, 3 products, 4 days) into data/processed/features.parquet
 	$(PY) scripts/replay.py --raw 'data/sample/exchange-2025-11/*.ndjson.gz' --out data/processed/features.parquet
 
-bench: setup  ## benchmarks; figures go to reports/benchmarks.local.md (not tracked)
-	$(PY) scripts/bench_replay.py
-	$(PY) scripts/bench_models.py
-	$(PY) scripts/bench_streaming.py
-	$(PY) scripts/load_test.py --workers 1
-	$(PY) scripts/load_test.py --workers 2
+SOAK_MINUTES ?= 30
+BENCH_STEPS := bench_replay.py bench_models.py bench_streaming.py probe_brokers.py \
+               "load_test.py --workers 1" "load_test.py --workers 2" \
+               "bench_outage.py --runs 10" "bench_soak.py --minutes $(SOAK_MINUTES)"
+
+bench: setup  ## benchmarks, about 80 minutes (a 30-minute soak, 10 outage runs); figures go to reports/benchmarks.local.md (not tracked)
+	@failed=""; for step in $(BENCH_STEPS); do \
+		echo "== scripts/$$step"; $(PY) scripts/$$step || failed="$$failed scripts/$$step;"; \
+	done; [ -z "$$failed" ] || { echo "failed:$$failed see their output above"; exit 1; }
 
 bench-record: setup  ## the same benchmarks, written into the committed reports/benchmarks.md (on a quiet machine)
 	$(MAKE) bench BENCH_REPORT=$(CURDIR)/reports/benchmarks.md
