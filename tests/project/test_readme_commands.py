@@ -117,7 +117,7 @@ def test_following_the_readme_leaves_git_status_clean(copy: Path) -> None:
         dirty = _git(copy, "status", "--porcelain", "--untracked-files=all")
         assert not dirty, f"after `{command}`, git status shows:\n{dirty}"
     for output in ("data/processed/features.parquet", "data/processed/features_live.parquet",
-                   "data/processed/rejects.ndjson", "models/artifacts/summary.json", "models/challenger/summary.json",
+                   "data/processed/rejects.ndjson", "models/artifacts/summary.json",
                    "reports/model_eval.pdf", "reports/model_card_v1.md", "reports/evidently/summary.json",
                    "reports/predictions.parquet"):
         assert (copy / output).is_file(), f"{output} was not written: did the commands run? ({ran})"
