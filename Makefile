@@ -18,6 +18,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
+	@echo "compiling the feature kernels once (numba caches them; about a minute)"
+	$(PY) -c "from features.replay import warm_up; warm_up()"
 	touch $(STAMP)
 
 test: setup compose-tool kafka-jars  ## the whole test suite: unit, property, golden replays, integration (on Apache Kafka)
