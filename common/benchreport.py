@@ -15,6 +15,7 @@ HEADER = (
     "Figures measured by `make bench` on the machine named in each section. "
     "Each section is rewritten by its own benchmark script; rerun it to refresh.\n"
 )
+MET, NOT_MET = "met", "**not met**"
 
 
 def machine_line() -> str:
@@ -23,6 +24,21 @@ def machine_line() -> str:
 
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"_Measured {now} on {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}._"
+
+
+def status(value: float, *, at_least: float | None = None, below: float | None = None) -> str:
+    """``met`` or ``**not met**`` for a measured value against its target (give exactly one bound)."""
+    if (at_least is None) == (below is None):
+        raise ValueError("give exactly one of at_least and below")
+    ok = value >= at_least if at_least is not None else value < below
+    return MET if ok else NOT_MET
+
+
+def load_average() -> float:
+    """The machine's load average over the last minute, to print beside a figure taken on a shared machine."""
+    import os
+
+    return os.getloadavg()[0]
 
 
 def write_section(name: str, body: str, report: Path = REPORT) -> None:

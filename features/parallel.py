@@ -98,7 +98,7 @@ def replay_parallel(paths: list[Path], out: Path, spec: FeatureSpec, horizon_s: 
         bounds = list(pool.map(file_bounds, paths))
         runs = chains(bounds, gap_ns)
         log.info("%d files in %d runs that share no segment", len(paths), len(runs))
-        writer = ParquetRows(out, output_schema(spec, horizon_s))
+        writer = ParquetRows(out, output_schema(spec, horizon_s), labeled=True)
         summary = Summary()
         try:
             with tempfile.TemporaryDirectory(dir=out.parent, prefix=".replay-") as tmp:

@@ -187,13 +187,17 @@ class ReplayResult:
 
 
 class ParquetRows:
-    """Appends Arrow batches to a Parquet file in row groups; the file appears whole at ``close``."""
+    """Appends Arrow batches to a Parquet file in row groups; the file appears whole at ``close``.
 
-    def __init__(self, out: Path, schema: pa.Schema) -> None:
+    With ``labeled``, the last column is the label and ``rows_with_label`` counts its defined values.
+    """
+
+    def __init__(self, out: Path, schema: pa.Schema, labeled: bool = False) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         self.out = out
         self.tmp = out.with_name(f".{out.name}.tmp")
         self.schema = schema
+        self.labeled = labeled
         # Dictionary pages only where values repeat: trying them on the float columns took most of the time.
         self._writer = pq.ParquetWriter(self.tmp, schema, use_dictionary=["product_id", "segment"])
         self._held: list[pa.RecordBatch] = []
@@ -206,8 +210,9 @@ class ParquetRows:
             self._held.append(batch)
             self._held_rows += batch.num_rows
             self.rows += batch.num_rows
-            sigma = batch.column(batch.num_columns - 1).to_numpy()
-            self.rows_with_label += int(np.count_nonzero(sigma == sigma))
+            if self.labeled:
+                sigma = batch.column(batch.num_columns - 1).to_numpy()
+                self.rows_with_label += int(np.count_nonzero(sigma == sigma))
             if self._held_rows >= ROW_GROUP_ROWS:
                 self.flush()
 
@@ -236,7 +241,7 @@ def replay_to_parquet(paths: list[Path], out: Path, spec: FeatureSpec, horizon_s
         from features.parallel import replay_parallel
         return replay_parallel(paths, out, spec, horizon_s, on_rejection, on_progress, jobs)
     pipeline = FeaturePipeline(spec)
-    writer = ParquetRows(out, output_schema(spec, horizon_s))
+    writer = ParquetRows(out, output_schema(spec, horizon_s), labeled=True)
     try:
         writer.write(replay_batches(paths, spec, horizon_s, on_rejection, on_progress, pipeline))
     except BaseException:

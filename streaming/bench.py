@@ -47,8 +47,7 @@ def load_frames(path: Path) -> list[dict]:
 
 def expected_rows(values: list[bytes], spec: FeatureSpec) -> int:
     """How many feature rows the records give (what the featurizer must publish)."""
-    pipeline = FeaturePipeline(spec)
-    return sum(len(pipeline.process(v)[0]) for v in values)
+    return len(FeaturePipeline(spec).process_batch(values)[0])
 
 
 class FramePlayer:
@@ -140,9 +139,11 @@ class Service:
                 self.popen.wait(5)
 
 
-def featurizer(bootstrap: str, workdir: Path) -> Service:
-    return Service("featurizer", ["features/featurizer.py", "--topic_in", "ticks.raw", "--topic_out", "ticks.features",
-                                  "--bootstrap", bootstrap, "--out-dir", str(workdir / "stream")], workdir)
+def featurizer(bootstrap: str, workdir: Path, profile: Path | None = None) -> Service:
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+    return Service("featurizer", [*profiler, "features/featurizer.py", "--topic_in", "ticks.raw", "--topic_out",
+                                  "ticks.features", "--bootstrap", bootstrap, "--out-dir", str(workdir / "stream")],
+                   workdir)
 
 
 def tail_reader(bootstrap: str, topic: str = "ticks.features"):
@@ -247,34 +248,86 @@ class Throughput:
     rows: int
     produce_per_s: float
     featurize_per_s: float
+    cpu_s: dict  # CPU seconds while rows arrived: featurizer, its producer process, the broker
+    window_s: float  # first to last row
 
 
-def throughput_run(lines: list[bytes], bootstrap: str, workdir: Path, spec: FeatureSpec,
-                   timeout_s: float = 300.0) -> Throughput:
-    """Preload ticks.raw, then time the featurizer turning all of it into rows on ticks.features."""
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0.0 where it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of a process (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def keyed_lines(paths: list[Path]) -> list[tuple[bytes, bytes]]:
+    """(product id, line) of every ticker line of recorded files, for keying ticks.raw by product."""
+    out = []
+    for path in paths:
+        with gzip.open(path, "rb") as handle:
+            for line in handle:
+                if line.strip():
+                    out.append((str(orjson.loads(line).get("product_id", "")).encode(), line.rstrip(b"\n")))
+    return out
+
+
+def throughput_run(lines: list[tuple[bytes, bytes]], bootstrap: str, workdir: Path, spec: FeatureSpec,
+                   broker_pid: int | None = None, profile: Path | None = None,
+                   timeout_s: float = 600.0) -> Throughput:
+    """Preload ticks.raw (keyed by product), then time the featurizer turning all of it into rows on ticks.features.
+
+    With ``profile``, the featurizer runs under cProfile and writes its statistics there when it stops.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    expected = expected_rows(lines, spec)
+    expected = expected_rows([line for _, line in lines], spec)
     reader = tail_reader(bootstrap)
     producer = make_producer(bootstrap, linger_ms=20, batch_size=256 * 1024, delivery_timeout_ms=120_000)
     started = time.monotonic()
-    for line in lines:
-        producer.send("ticks.raw", key=b"BTC-USD", value=line.rstrip(b"\n"))
-    producer.flush(120)
+    for key, line in lines:
+        producer.send("ticks.raw", key=key, value=line)
+    producer.flush(300)
     produce_s = time.monotonic() - started
     producer.close()
-    fz = featurizer(bootstrap, workdir)
+    fz = featurizer(bootstrap, workdir, profile)
     rows, first, last = 0, None, None
+    cpu_first: dict[str, float] = {}
+    cpu_last: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s
     try:
         while rows < expected and time.monotonic() < deadline:
             for records in reader.poll(timeout_ms=100, max_records=10_000).values():
                 now = time.monotonic()
-                first = first if first is not None else now
+                if first is None:
+                    first, cpu_first = now, _cpu(fz.popen.pid, broker_pid)
                 last = now
                 rows += len(records)
+        cpu_last = _cpu(fz.popen.pid, broker_pid)
     finally:
-        fz.stop()
+        fz.stop(timeout_s=120.0)
         reader.close()
     if rows < expected or first is None or last is None or last <= first:
         raise RuntimeError(f"only {rows} of {expected} rows arrived; see {workdir}/featurizer.err")
-    return Throughput(len(lines), rows, len(lines) / produce_s, rows / (last - first))
+    cpu = {name: cpu_last.get(name, 0.0) - cpu_first.get(name, 0.0) for name in cpu_last}
+    return Throughput(len(lines), rows, len(lines) / produce_s, rows / (last - first), cpu, last - first)
+
+
+def _cpu(featurizer_pid: int, broker_pid: int | None) -> dict[str, float]:
+    out = {"featurizer": process_cpu_s(featurizer_pid),
+           "producer process": sum(process_cpu_s(pid) for pid in child_pids(featurizer_pid))}
+    if broker_pid is not None:
+        out["broker"] = process_cpu_s(broker_pid)
+    return out
