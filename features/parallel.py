@@ -74,6 +74,20 @@ def chains(bounds: list[dict[str, tuple[int, int]]], gap_ns: int) -> list[list[i
     return runs
 
 
+def tasks(runs: list[list[int]], sizes: list[int], jobs: int) -> list[list[int]]:
+    """Consecutive runs joined into about ``4 * jobs`` tasks of similar size (a task costs a few ms to set up)."""
+    target = sum(sizes) / (4 * jobs)
+    out: list[list[int]] = []
+    size = 0.0
+    for run in runs:
+        if not out or size >= target:
+            out.append([])
+            size = 0.0
+        out[-1].extend(run)
+        size += sum(sizes[i] for i in run)
+    return out
+
+
 def _replay_chain(paths: list[Path], spec: FeatureSpec, horizon_s: float, out: Path,
                   keep_rejections: bool) -> tuple[Summary, list[tuple[bytes, Rejection]]]:
     """One chain, sequentially, into an Arrow file (a worker process)."""
@@ -98,6 +112,7 @@ def replay_parallel(paths: list[Path], out: Path, spec: FeatureSpec, horizon_s: 
         bounds = list(pool.map(file_bounds, paths))
         runs = chains(bounds, gap_ns)
         log.info("%d files in %d runs that share no segment", len(paths), len(runs))
+        runs = tasks(runs, [path.stat().st_size for path in paths], jobs)
         writer = ParquetRows(out, output_schema(spec, horizon_s), labeled=True)
         summary = Summary()
         try:

@@ -15,10 +15,9 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -27,6 +26,9 @@ from features.online import FeatureSpec
 from features.pipeline import FeatureBatch, FeaturePipeline, Summary, feature_schema
 from features.scan import split_lines
 from features.ticks import Rejection
+
+if TYPE_CHECKING:  # pandas only in annotations: processes that replay need not import it
+    import pandas as pd
 
 READ_BLOCK = 4 << 20  # bytes of decompressed text per batch
 ROW_GROUP_ROWS = 131_072

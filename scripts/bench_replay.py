@@ -40,7 +40,7 @@ TARGET_MEMORY = 1.5  # peak RSS at 10x / at 1x
 
 FLOOR = """
 import gzip, json, sys, time
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 n = 0
 for path in sys.argv[1:]:
     with gzip.open(path, "rb") as handle:
@@ -48,7 +48,8 @@ for path in sys.argv[1:]:
             if line.strip():
                 json.loads(line)
                 n += 1
-print(json.dumps({"lines": n, "seconds": time.perf_counter() - started}))
+print(json.dumps({"lines": n, "seconds": time.perf_counter() - started,
+                  "cpu_seconds": time.process_time() - cpu_started}))
 """
 
 
@@ -95,16 +96,17 @@ def run_replay(files: list[Path], out: Path, jobs: int = 1, env: dict | None = N
     return summary
 
 
-def best(runs: list[dict]) -> dict:
+def best(runs: list[dict], key: str = "cpu_seconds") -> dict:
     """The fastest run (the machine is shared: slower runs measure the neighbours), with the highest peak RSS."""
-    fastest = dict(min(runs, key=lambda r: r["seconds"]))
+    fastest = dict(min(runs, key=lambda r: r[key]))
     if "peak_rss_mb" in fastest:
         fastest["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
     return fastest
 
 
 def same_table(a: Path, b: Path) -> bool:
-    return pq.read_table(a).equals(pq.read_table(b))
+    """Equal values, NaN where NaN (Arrow's own equality counts NaN as unequal to itself)."""
+    return pq.read_table(a).to_pandas().equals(pq.read_table(b).to_pandas())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = [run_replay(files, work / "one.parquet") for _ in range(args.repeat)]
             rows.append((name, files, best(floors), best(runs)))
             log.info("%s: floor %s replay %s", name, rows[-1][2], rows[-1][3])
-        parallel = best([run_replay(large, work / "two.parquet", jobs=2) for _ in range(args.repeat)])
+        parallel = best([run_replay(large, work / "two.parquet", jobs=2) for _ in range(args.repeat)], "seconds")
         run_replay(large, work / "one.parquet")  # the one-core output of the same input, to compare
         parallel_equal = same_table(work / "one.parquet", work / "two.parquet")
         cold_env = {**os.environ, "NUMBA_CACHE_DIR": str(work / "empty-cache")}
@@ -140,56 +142,62 @@ def main(argv: list[str] | None = None) -> int:
         print(body)
     else:
         write_section("replay", body)
-    print(json.dumps({name: {"floor_lines_per_s": round(f["lines"] / f["seconds"]),
-                             "replay_lines_per_s": round(r["lines"] / r["seconds"]), "peak_rss_mb": r["peak_rss_mb"]}
-                      for name, _, f, r in rows}))
+    print(json.dumps({name: {"floor_lines_per_cpu_s": round(f["lines"] / f["cpu_seconds"]),
+                             "replay_lines_per_cpu_s": round(r["lines"] / r["cpu_seconds"]),
+                             "peak_rss_mb": r["peak_rss_mb"]} for name, _, f, r in rows}))
     return 0
 
 
 def report(rows: list, parallel: dict, parallel_equal: bool, cold: dict, warm: dict, args) -> str:
     table = []
+    ratios, wall_ratios, with_start = [], [], []
     for name, files, floor, run in rows:
-        floor_rate = floor["lines"] / floor["seconds"]
-        rate = run["lines"] / run["seconds"]
+        floor_rate = floor["lines"] / floor["cpu_seconds"]
+        rate = run["lines"] / run["cpu_seconds"]
+        ratios.append(rate / floor_rate)
+        wall_ratios.append((run["lines"] / run["seconds"]) / (floor["lines"] / floor["seconds"]))
+        with_start.append(run["lines"] / (run["cpu_seconds"] + run["kernels_s"]) / floor_rate)
         table.append(
             f"| {name} | {len(files)} | {run['lines']:,} | {floor_rate:,.0f} (load {floor['load']:.1f}) | "
-            f"{rate:,.0f} (load {run['load']:.1f}) | **{rate / floor_rate:.2f}x** | {run['process_s']:.2f} | "
-            f"{run['cpu_s']:.2f} | {run['peak_rss_mb']:.0f} | {run['parquet_mb']:.1f} |")
-    (_, _, floor_1x, one), (_, _, _, ten), (_, _, floor_ex, exchange) = rows
-    ratio_1x = (one["lines"] / one["seconds"]) / (floor_1x["lines"] / floor_1x["seconds"])
-    ratio_ex = (exchange["lines"] / exchange["seconds"]) / (floor_ex["lines"] / floor_ex["seconds"])
+            f"{rate:,.0f} (load {run['load']:.1f}) | **{ratios[-1]:.2f}x** | {wall_ratios[-1]:.2f}x | "
+            f"{run['kernels_s']:.2f} | {with_start[-1]:.2f}x | {run['process_s']:.2f} | {run['peak_rss_mb']:.0f} | "
+            f"{run['parquet_mb']:.1f} |")
+    (_, _, _, one), (_, _, _, ten), _ = rows
     memory = ten["peak_rss_mb"] / one["peak_rss_mb"]
     ten_rate = ten["lines"] / ten["seconds"]
     par_rate = parallel["lines"] / parallel["seconds"]
     return f"""## Replay (gzip NDJSON in, Parquet out)
 
 {machine_line()} The machine is shared with other work: the load average (1 min) when each run
-started is beside its figure; on 2 cores a load above 2 means the runs got less than a whole core.
+started is beside its figure; on 2 cores a load above 2 means the runs got less than a whole core,
+so the rates are taken on CPU time (what one core spends), with the wall-clock ratio beside.
 
 `make bench` (this part: `python scripts/bench_replay.py`). Best of {args.repeat} runs of each, every one in
 a child process. *floor*: gzip-reading the same files and `json.loads`-ing every line, nothing
-else, timed inside its child. *replay*: `scripts/replay.py --jobs 1`, timed inside the script from
-the first file opened to the Parquet file closed (loading the compiled kernels from numba's cache
-included); *process* and *CPU* are the whole child (interpreter start and imports included) under
-`/usr/bin/time -v`, which also gives the peak resident memory.
+else, timed inside its child (imports excluded). *replay*: `scripts/replay.py --jobs 1`, timed
+inside the script from the first file opened to the Parquet file closed. Before that the script
+starts numba and loads the compiled kernels from its cache, a fixed cost per process whatever the
+input (*kernel start*; the ratio with it included is beside). *process s* is the whole child
+(interpreter start and imports included) under `/usr/bin/time -v`, which also gives the peak
+resident memory.
 
-| input | files | lines | floor lines/s | replay lines/s (one core) | replay / floor | process s | CPU s | peak RSS MB | Parquet MB |
-|---|---|---|---|---|---|---|---|---|---|
+| input | files | lines | floor lines per CPU s | replay lines per CPU s (one core) | replay / floor | same, wall clock | kernel start s | replay / floor, start included | process s | peak RSS MB | Parquet MB |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(table)}
 
 | target | measured | |
 |---|---|---|
-| replay at least {TARGET_RATIO:.1f}x the rate of gzip + `json.loads` of the same lines | {ratio_1x:.2f}x on the sample, {(ten_rate / (rows[1][2]['lines'] / rows[1][2]['seconds'])):.2f}x at 10x, {ratio_ex:.2f}x on the Exchange data | {status(min(ratio_1x, ratio_ex), at_least=TARGET_RATIO)} |
+| replay at least {TARGET_RATIO:.1f}x the rate of gzip + `json.loads` of the same lines | {min(ratios):.2f}x to {max(ratios):.2f}x (wall clock {min(wall_ratios):.2f}x to {max(wall_ratios):.2f}x); with the kernel start included {min(with_start):.2f}x to {max(with_start):.2f}x | {status(min(ratios), at_least=TARGET_RATIO)} |
 | peak memory at {args.copies}x the sample within {TARGET_MEMORY}x that of 1x | {ten['peak_rss_mb']:.0f} MB / {one['peak_rss_mb']:.0f} MB = {memory:.2f}x | {status(memory, below=TARGET_MEMORY + 1e-9)} |
 
 Parallel replay of the {args.copies}x input (`--jobs 2`; it first reads every file once for each
 product's first and last tick, then replays runs of files that share no segment in two
-processes): {par_rate:,.0f} lines/s (load {parallel['load']:.1f}) against {ten_rate:,.0f} on one core,
-{parallel['process_s']:.1f} s and {parallel['cpu_s']:.1f} s of CPU in all, peak RSS of the parent
-{parallel['peak_rss_mb']:.0f} MB; output {'identical to' if parallel_equal else 'DIFFERENT from'} the one-core run's.
-Each worker process starts Python, the libraries and the compiled kernels (about 2 s of CPU here),
-so two processes pay off only for inputs that take a single core much longer than that, and
-only when a second core is free.
+processes): {par_rate:,.0f} lines/s of wall clock (load {parallel['load']:.1f}) against {ten_rate:,.0f} on one core,
+{parallel['process_s']:.1f} s and {parallel['cpu_s']:.1f} s of CPU in all (one core: {ten['cpu_s']:.1f} s), peak RSS of
+the parent {parallel['peak_rss_mb']:.0f} MB; output {'identical to' if parallel_equal else 'DIFFERENT from'} the one-core run's.
+Each worker process starts Python, the libraries and the compiled kernels, and the first pass reads
+every file once more, so two processes pay off only for inputs that take a core much longer than
+that, and only when a second core is free.
 
 Compiling the kernels: numba compiles them on their first call and caches the machine code
 beside the sources (`features/__pycache__`); `make setup` does it once. A replay of one small file

@@ -331,3 +331,43 @@ def _cpu(featurizer_pid: int, broker_pid: int | None) -> dict[str, float]:
     if broker_pid is not None:
         out["broker"] = process_cpu_s(broker_pid)
     return out
+
+
+@dataclass
+class ProducerCost:
+    records: int
+    cpu_us_per_record: float  # CPU of the sending thread and kafka-python's I/O thread, per record, unprofiled
+    profile: Path
+
+
+def producer_profile(lines: list[tuple[bytes, bytes]], bootstrap: str, spec: FeatureSpec, profile: Path,
+                     limit: int = 100_000) -> ProducerCost:
+    """Send the feature rows of ``lines`` as the featurizer's producer process does, under cProfile.
+
+    The same kafka-python settings and partitioner as streaming/producer_process.py, in this
+    process, so the profile says where a record's cost goes in the client.
+    """
+    import cProfile
+    from common.kafka import KeyPartitioner
+    from streaming.featurizer import PRODUCER_OPTIONS
+
+    columns = spec.columns
+    batch, _ = FeaturePipeline(spec).process_batch([line for _, line in lines[:limit]])
+    records = [(row[0].encode(), orjson.dumps(dict(zip(columns, row)))) for row in batch.rows()]
+    ensure_topics(bootstrap, {"ticks.raw": 3, "ticks.features": 3, "ticks.dlq": 1})
+    producer = make_producer(bootstrap, **PRODUCER_OPTIONS)
+    partitioner = KeyPartitioner(producer, "ticks.features")
+    started = time.process_time()
+    for key, value in records:  # measured without the profiler's overhead ...
+        producer.send("ticks.features", key=key, value=value, partition=partitioner(key))
+    producer.flush(120)
+    cpu = time.process_time() - started
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for key, value in records:  # ... then again, profiled
+        producer.send("ticks.features", key=key, value=value, partition=partitioner(key))
+    producer.flush(120)
+    profiler.disable()
+    producer.close()
+    profiler.dump_stats(str(profile))
+    return ProducerCost(len(records), cpu / len(records) * 1e6, profile)
