@@ -21,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.labels import FutureSigma, sigma_column
+from features.labels import sigma_column
+from features.streamed_labels import FutureSigma
 from features.online import FeatureSpec
 from features.pipeline import FeatureBatch, FeaturePipeline, Summary, feature_schema
 from features.scan import split_lines

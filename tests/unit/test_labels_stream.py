@@ -10,7 +10,8 @@ import pyarrow as pa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from features.labels import FutureSigma, add_future_sigma, sigma_column
+from features.labels import add_future_sigma, sigma_column
+from features.streamed_labels import FutureSigma
 from features.online import FeatureSpec
 from features.pipeline import FeaturePipeline
 from features.replay import LabeledRows
