@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from features.jit import njit
 
 from features.online import LOG_FLOOR, SPREAD_FLOOR_BPS, FeatureSpec, ProductState
 from features.ticks import Tick
@@ -185,19 +185,19 @@ def fold(state: NativeState, constants: FoldConstants, order: np.ndarray, ts: np
           order, ts, price, bid, ask, bid_qty, ask_qty, volume, sequence, forced, status, segment, out)
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _same(a: float, b: float) -> bool:
     """Equality of optional numbers, NaN standing for None (None == None)."""
     return a == b or (a != a and b != b)
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _pymax(a: float, b: float) -> float:
     """Python's ``max(a, b)``: ``a`` unless ``b`` is greater."""
     return b if b > a else a
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _fold(ints, floats, times, cums, starts, ew, windows_ns, decay_per_ns, gap_ns, square_exponent,
           order, ts, price, bid, ask, bid_qty, ask_qty, volume, sequence, forced, status, segment, out):
     # ``square_exponent`` is 2.0, passed at run time so that ``x ** square_exponent`` stays a libm
@@ -336,7 +336,7 @@ def _fold(ints, floats, times, cums, starts, ew, windows_ns, decay_per_ns, gap_n
                 _drop_head(ints, times, cum_ret, cum_sq, cum_spread, starts, lowest - 1)
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _drop_head(ints, times, cum_ret, cum_sq, cum_spread, starts, cut):
     """As ``features.online._drop_head``: forget the first ``cut`` ticks and rebase the prefix sums."""
     if cut <= 0:

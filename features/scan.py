@@ -14,9 +14,7 @@ never disagree; tests/unit/test_scan.py checks that on generated lines of every 
 from __future__ import annotations
 
 import numpy as np
-from numba import carray, njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from features.jit import COMPILED, njit
 
 from features.native import NO_SEQUENCE
 
@@ -79,21 +77,28 @@ _FRACTION_SCALE = np.array([10 ** (9 - n) for n in range(10)], dtype=np.int64)
 _CUM_DAYS = np.array([0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334], dtype=np.int64)
 
 
-@intrinsic
-def _voidptr(typingctx, address):
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], cgutils.voidptr_t)
-    return types.voidptr(types.intp), codegen
+if COMPILED:
+    from numba import carray, types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
 
+    @intrinsic
+    def _voidptr(typingctx, address):
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], cgutils.voidptr_t)
+        return types.voidptr(types.intp), codegen
 
-@njit(cache=True, nogil=True)
-def _borrow(a):
-    """A view of ``a`` without its reference count, for arrays the caller keeps alive.
+    @njit()
+    def _borrow(a):
+        """A view of ``a`` without its reference count, for arrays the caller keeps alive.
 
-    Every array passed to a compiled helper is otherwise counted in and out with atomic
-    operations, which took half the scanner's time.
-    """
-    return carray(_voidptr(a.ctypes.data), a.shape, a.dtype)
+        Every array passed to a compiled helper is otherwise counted in and out with atomic
+        operations, which took half the scanner's time.
+        """
+        return carray(_voidptr(a.ctypes.data), a.shape, a.dtype)
+else:
+    def _borrow(a):
+        return a
 
 
 class TickColumns:
@@ -142,7 +147,7 @@ def split_lines(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return starts[keep], ends[keep], cut
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _not_blank(buf, starts, ends):
     keep = np.ones(starts.shape[0], dtype=np.bool_)
     for i in range(starts.shape[0]):
@@ -156,7 +161,7 @@ def _not_blank(buf, starts, ends):
     return keep
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _ws(buf, p, end):
     while p < end:
         c = buf[p]
@@ -167,7 +172,7 @@ def _ws(buf, p, end):
     return p
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _string_end(buf, p, end):
     """Index of the closing quote of the string whose content starts at ``p``; -1 for what is not handled here."""
     stop = _STRING_STOP
@@ -179,7 +184,7 @@ def _string_end(buf, p, end):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _number_end(buf, p, end):
     """End of the JSON number at ``p`` and its kind; kind -1 for what is not handled here (exponents, > 18 digits)."""
     if p < end and buf[p] == 45:
@@ -214,7 +219,7 @@ def _number_end(buf, p, end):
     return p, kind
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _literal(buf, p, end, text):
     if p + len(text) > end:
         return False
@@ -224,7 +229,7 @@ def _literal(buf, p, end, text):
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _key_id(buf, s, e, keys, key_len):
     n = e - s
     h = n
@@ -246,7 +251,7 @@ def _key_id(buf, s, e, keys, key_len):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def parse_decimal(buf, s, e):
     """``float()`` of a plain decimal (``-?digits(.digits)?``) when it converts exactly: (ok, value)."""
     i = s
@@ -290,7 +295,7 @@ def parse_decimal(buf, s, e):
     return True, -value if negative else value
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _digits(buf, s, n):
     value = 0
     for i in range(s, s + n):
@@ -301,7 +306,7 @@ def _digits(buf, s, n):
     return value
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def parse_time(buf, s, e):
     """``parse_time_ns`` of ISO-8601 text on its cached layout (YYYY-MM-DD[T ]HH:MM:SS...): (ok, ns)."""
     if e - s < 19:
@@ -358,7 +363,7 @@ def parse_time(buf, s, e):
     return True, ns
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _number(kind, buf, s, e):
     """A required number (price, bid, ask): (ok, value); text or JSON number, not a bool or container."""
     if kind == V_STR or kind == V_INT or kind == V_FLOAT:
@@ -366,7 +371,7 @@ def _number(kind, buf, s, e):
     return False, 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _optional(kind, buf, s, e):
     """``_optional_float`` of ticks.py: (ok, value or NaN for None)."""
     if kind == ABSENT or kind == V_NULL:
@@ -383,7 +388,7 @@ def _optional(kind, buf, s, e):
     return False, 0.0  # a bool, object or array: a rejection, left to parse_line
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _sequence(kind, buf, s, e):
     """An integer sequence number, else none (as ``type(x) is int``)."""
     if kind != V_INT:
@@ -393,7 +398,7 @@ def _sequence(kind, buf, s, e):
     return -value if negative else value
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _first_set(kinds, row, a, b, c):
     """The first of keys a, b, c (-1: none) whose value is present and not null, in ``row``."""
     for k in (a, b, c):
@@ -402,7 +407,7 @@ def _first_set(kinds, row, a, b, c):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _fnv(buf, s, e):
     h = np.uint64(14695981039346656037)
     for i in range(s, e):
@@ -416,6 +421,10 @@ def scan_lines(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[T
     Product names are decoded once per distinct name, not per tick.
     """
     n_lines = len(starts)
+    if not COMPILED:  # scanning byte by byte in Python would be slower than parse_line
+        ticks = TickColumns(0)
+        ticks.products = []
+        return ticks, np.full(n_lines, FALLBACK, dtype=np.int8)
     capacity = n_lines + 16
     ticks = TickColumns(capacity)
     line_kind = np.empty(n_lines, dtype=np.int8)
@@ -446,7 +455,7 @@ def scan_lines(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[T
     return ticks, line_kind
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _scan(buf, starts, ends, kinds, vs, ve, owner, stack_ctx, stack_obj, stack_aux, line_kind, t_line, t_pstart,
           t_pend, t_hash, t_ts, t_price, t_bid, t_ask, t_bid_qty, t_ask_qty, t_volume, t_sequence, t_forced):
     """Scan the lines: ``line_kind[i]`` = OK (its ticks written) or FALLBACK; returns the number of ticks.
@@ -650,7 +659,7 @@ def _scan(buf, starts, ends, kinds, vs, ve, owner, stack_ctx, stack_obj, stack_a
     return n_ticks
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _interpret(buf, kinds, vs, ve, owner, n_tickers, li, at, capacity, t_line, t_pstart, t_pend, t_hash, t_ts,
                t_price, t_bid, t_ask, t_bid_qty, t_ask_qty, t_volume, t_sequence, t_forced):
     """``parse_object`` on the scanned slots: the number of ticks written at ``at``, or -1 to fall back."""
@@ -713,7 +722,7 @@ def _interpret(buf, kinds, vs, ve, owner, n_tickers, li, at, capacity, t_line, t
     return j - at
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _flat(buf, kinds, vs, ve, li, at, capacity, t_line, t_pstart, t_pend, t_hash, t_ts, t_price, t_bid, t_ask,
           t_bid_qty, t_ask_qty, t_volume, t_sequence, t_forced):
     """``_flat_tick`` of ticks.py: one tick or -1."""
@@ -741,7 +750,7 @@ def _flat(buf, kinds, vs, ve, li, at, capacity, t_line, t_pstart, t_pend, t_hash
     return 1
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _pick(kinds, row, fallback, a, b, c):
     """(row, key) of the first present, non-null value among keys a, b, c in ``row``, then in ``fallback``."""
     k = _first_set(kinds, row, a, b, c)
@@ -754,7 +763,7 @@ def _pick(kinds, row, fallback, a, b, c):
     return -1, -1
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _tick(buf, kinds, vs, ve, row, fallback, k_product, k_price, k_bid, k_ask, kb1, kb2, kb3, ka1, ka2, ka3, kv1, kv2,
           j, t_pstart, t_pend, t_hash, t_price, t_bid, t_ask, t_bid_qty, t_ask_qty, t_volume):
     """``_make_tick`` of ticks.py into position ``j``; False when it would reject (left to parse_line)."""
@@ -792,7 +801,7 @@ def _tick(buf, kinds, vs, ve, row, fallback, k_product, k_price, k_bid, k_ask, k
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def same_spans(buf, s1, e1, s2, e2):
     """Positions where span i of (s1, e1) differs from span i of (s2, e2), as a count."""
     bad = 0

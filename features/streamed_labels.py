@@ -7,7 +7,7 @@ known, so it can write rows out as it goes and hold only about a minute of them.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from features.jit import njit
 
 
 class FutureSigma:
@@ -92,7 +92,7 @@ class _LabelState:
             self.tail_ts, self.tail_cum, self.tail_rows = ts, cum, rows
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _label(ints, tail_ts, tail_cum, tail_rows, sums, horizon_ns, order, ts, log_return, rows,
            out_rows, out_sigma, finish):
     """Feed one product's rows ``order``; write the labels that become final; return how many."""
@@ -140,7 +140,7 @@ def _label(ints, tail_ts, tail_cum, tail_rows, sums, horizon_ns, order, ts, log_
     return k_out
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _close(ints, tail_ts, tail_cum, tail_rows, sums, horizon_ns, out_rows, out_sigma, k_out):
     """The segment ended: final labels for all its pending rows; then an empty tail."""
     n = ints[_N]
@@ -161,7 +161,7 @@ def _close(ints, tail_ts, tail_cum, tail_rows, sums, horizon_ns, out_rows, out_s
     return k_out
 
 
-@njit(cache=True, nogil=True)
+@njit()
 def _sigma(ints, tail_ts, tail_cum, sums, horizon_ns, observed):
     """``_segment_future_sigma`` for the first pending row: returns of the rows after it, up to its horizon."""
     n = ints[_N]

@@ -112,6 +112,24 @@ def test_parallel_replay_writes_the_sequential_table(tmp_path, cfg, flat_files, 
     assert result.rows == len(table)
 
 
+def test_without_numba_the_kernels_run_as_python_and_give_the_same_rows(tmp_path, cfg):
+    """Where numba does not install (Intel macOS), replay runs the same kernels as Python: same table."""
+    files = [REPO / "tests" / "data" / "exchange-2025-11-27-head.ndjson.gz",
+             REPO / "tests" / "data" / "btcusd-2026-04-05-frames.ndjson.gz"]
+    out = tmp_path / "python.parquet"
+    code = ("import runpy, sys\n"
+            "sys.modules['numba'] = None  # as if it were not installed\n"
+            "from features.jit import COMPILED\n"
+            "assert not COMPILED\n"
+            f"sys.argv = ['replay.py', '--no-progress', '--out', {str(out)!r}, '--raw', "
+            f"{', '.join(repr(str(f)) for f in files)}]\n"
+            "runpy.run_path('scripts/replay.py', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    compiled, _ = replay(files, cfg.features, cfg.label.horizon_s)
+    assert_same_table_bit_for_bit(pd.read_parquet(out), compiled)
+
+
 # --- causal --------------------------------------------------------------------------------
 
 
