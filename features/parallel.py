@@ -109,7 +109,7 @@ def replay_parallel(paths: list[Path], out: Path, spec: FeatureSpec, horizon_s: 
     # spawn, not fork: a forked child of a process with Arrow's threads can hang
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=context) as pool:
-        bounds = list(pool.map(file_bounds, paths))
+        bounds = list(pool.map(file_bounds, paths, chunksize=max(1, len(paths) // (8 * jobs))))
         runs = chains(bounds, gap_ns)
         log.info("%d files in %d runs that share no segment", len(paths), len(runs))
         runs = tasks(runs, [path.stat().st_size for path in paths], jobs)
