@@ -100,6 +100,8 @@ class DriftMetrics:
         self.distance = Gauge("drift_column_distance", "Wasserstein distance / reference std per feature",
                               ["column"], registry=r)
         self.window_rows = Gauge("drift_window_rows", "live rows in the compared window", registry=r)
+        self.reference_rows = Gauge("drift_reference_rows", "training rows compared against (0 while waiting "
+                                                            "for the model or its training table)", registry=r)
         self.window_end = Gauge("drift_window_end_timestamp_seconds", "event time of the newest live row compared",
                                 registry=r)
         self.last_run = Gauge("drift_last_run_timestamp_seconds", "when the last comparison finished (unix time)",

@@ -23,6 +23,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which worker, when the API runs several
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):

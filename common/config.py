@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import yaml
 from dotenv import load_dotenv
 
-from features.online import FeatureSpec
+from common.featurespec import FeatureSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"
@@ -31,6 +31,10 @@ ENV_KEYS = {
     "MODEL_URI": "serving.ml_model",
     "MODEL_VARIANT_FILE": "serving.variant_file",
     "RATE_LIMIT_PER_MINUTE": "serving.rate_limit_per_minute",
+    "TRUSTED_PROXIES": "serving.trusted_proxies",
+    "API_WORKERS": "serving.workers",
+    "API_URL": "serving.api_url",
+    "SCORER_METRICS_URL": "serving.scorer_metrics_url",
 }
 
 
@@ -131,7 +135,15 @@ class ServingConfig:
     reload_s: float = 1.0  # how often the variant file is checked
     model_retry_s: float = 10.0  # how often a model that failed to load is tried again
     rate_limit_per_minute: int = 100  # per client on /predict; 0 turns it off
+    trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For names the client
+    workers: int = 1  # API worker processes sharing the port
+    max_queue: int = 16  # /predict requests waiting per worker before 503
+    max_queue_per_client: int = 4  # of those, from one client before 429
+    max_queue_wait_s: float = 0.25  # a request waiting longer for its turn gets 503
+    body_timeout_s: float = 10.0  # a request body not received within this gets 408
     max_batch_rows: int = 1000
+    api_url: str = "http://127.0.0.1:8000"  # where scripts/rollback.py asks the API
+    scorer_metrics_url: str = "http://127.0.0.1:9101/metrics"  # where it asks the scorer
     scorer_group: str = "scorer"
     drift_window_minutes: float = 10.0  # compare the last N minutes, every N minutes
     drift_min_rows: int = 300  # fewer live rows than this: no verdict

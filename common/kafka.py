@@ -28,7 +28,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 
 from common.config import KafkaConfig
-from features.ticks import format_time_ns
+from common.times import format_time_ns
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from common.times import format_time_ns  # re-exported: callers import it from here too
+
 
 class Tick(NamedTuple):
     """One accepted ticker observation. Equality over all fields defines a duplicate."""
@@ -352,11 +354,6 @@ def _epoch_number_ns(value: float) -> int:
     if isinstance(value, int):
         return value * scale
     return round(value * scale)
-
-
-def format_time_ns(ts_ns: int) -> str:
-    """ns since epoch -> ISO-8601 UTC with microseconds, for logs and raw records."""
-    return (_EPOCH + timedelta(microseconds=ts_ns // 1000)).isoformat().replace("+00:00", "Z")
 
 
 def raw_record(frame_text: str | bytes, received_ns: int, gap: str | None = None) -> bytes:

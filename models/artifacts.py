@@ -29,6 +29,7 @@ META_FILE = "model.json"
 SUMMARY_FILE = "summary.json"
 PREDICTIONS_FILE = "walk_forward_predictions.parquet"  # out-of-sample scores of every fold
 DEFAULT_ARTIFACTS = Path("models/artifacts")
+CHALLENGER_ARTIFACTS = Path("models/challenger")  # a run whose best model did not become @champion
 TRUSTED_TYPES = [
     "numpy.dtype",
     "xgboost.core.Booster",

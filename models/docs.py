@@ -181,7 +181,7 @@ def model_card(summary: dict[str, Any], check: dict[str, Any] | None, drift: dic
         "```",
         "make demo",
         ".venv/bin/python scripts/check_other_days.py",
-        ".venv/bin/python -m mlflow ui --backend-store-uri sqlite:///mlruns.db   # then open http://127.0.0.1:5000",
+        "make mlflow-ui   # the UI on the run's store; open the address it prints",
         "```",
         "",
         f"_Card written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC._",

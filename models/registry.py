@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 SCORE_TAG = "walk_forward_gm_ratio"
 LOGGED_METRICS = ("pr_auc", "positive_rate", "roc_auc", "precision", "recall", "brier", "brier_skill", "alert_rate")
-# Exact pins of what unpickling needs, so logging skips the slow requirement inference.
-REQUIREMENT_PACKAGES = ("scikit-learn", "xgboost-cpu", "skops", "numpy", "pandas", "scipy")
+# Exact pins of what unpickling needs, so logging skips the slow requirement inference
+# (those installed: xgboost-cpu on Linux, xgboost elsewhere).
+REQUIREMENT_PACKAGES = ("scikit-learn", "xgboost-cpu", "xgboost", "skops", "numpy", "pandas", "scipy")
 
 
 class TrackingError(RuntimeError):

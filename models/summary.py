@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 from datetime import datetime, timezone
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -58,8 +58,18 @@ def model_meta(result: TrainingResult, model: ModelResult, data: dict[str, Any])
         "metrics": {"validation": model.metrics},
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"python": platform.python_version(), "scikit-learn": version("scikit-learn"),
-                     "xgboost": version("xgboost-cpu"), "skops": version("skops")},
+                     "xgboost": installed_version("xgboost-cpu", "xgboost"), "skops": version("skops")},
     }
+
+
+def installed_version(*distributions: str) -> str:
+    """Version of the first of ``distributions`` installed (xgboost-cpu on Linux, xgboost elsewhere)."""
+    for name in distributions:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    raise PackageNotFoundError(" or ".join(distributions))
 
 
 def run_summary(result: TrainingResult, data: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,9 @@ log sigma_future -- and selects the family with the best geometric-mean PR-AUC r
 persistence. The served models are fitted on all rows but the last validation share, which
 sets their probability map and the alert threshold of the budget. Writes models/artifacts/
 (a folder per model plus summary.json), the walk-forward predictions beside it, and the
-validation part (rows no model was fitted on) as <features>_test.parquet.
+validation part (rows no model was fitted on) as <features>_test.parquet. A run whose selected
+model does not become @champion writes models/challenger/ instead, so models/artifacts keeps the
+champion the API serves.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import pandas as pd
 
 from common.config import ConfigError, load_config
 from common.logs import setup_logging
+from common.progress import working
 from features.labels import sigma_column
 from features.replay import write_parquet
-from models.artifacts import DEFAULT_ARTIFACTS, META_FILE, PREDICTIONS_FILE, SUMMARY_FILE, save_local
+from models.artifacts import CHALLENGER_ARTIFACTS, DEFAULT_ARTIFACTS, META_FILE, PREDICTIONS_FILE, SUMMARY_FILE, save_local
 from models.data import TableError, labeled_rows, read_table
 from models.summary import model_meta, product_lines, run_summary, verdict
 from models.training import TrainingSettings, check_settings, train_models
@@ -121,30 +124,37 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_mlflow:
         from models.registry import log_training, register, use_experiment
 
-        experiment_id = use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
-        parent_run, runs, uris = log_training(experiment_id, result, metas, str(features_path), uuid.uuid4().hex[:12])
+        with working(f"MLflow: opening {cfg.mlflow.tracking_uri}"):
+            experiment_id = use_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+        with working("MLflow: logging the parent run and a child run per family"):
+            parent_run, runs, uris = log_training(experiment_id, result, metas, str(features_path),
+                                                  uuid.uuid4().hex[:12])
         sel = result.selected
-        registry = register(uris[sel], cfg.mlflow.model_name, result.walk.summary[sel]["gm_ratio"], runs[sel], sel,
-                            settings.features, _champion_score(result, labeled))
+        with working(f"MLflow: registering {cfg.mlflow.model_name}"):
+            registry = register(uris[sel], cfg.mlflow.model_name, result.walk.summary[sel]["gm_ratio"], runs[sel],
+                                sel, settings.features, _champion_score(result, labeled))
         for name in metas:
             metas[name]["mlflow"] = {"tracking_uri": cfg.mlflow.tracking_uri, "run_id": runs[name],
                                      "parent_run_id": parent_run, "model_uri": uris[name]}
         metas[sel]["mlflow"].update(version=registry["version"], alias=registry["alias"],
                                     registered_as=cfg.mlflow.model_name)
 
+    artifacts = args.artifacts
+    if registry is not None and registry["alias"] != "champion" and artifacts == DEFAULT_ARTIFACTS:
+        artifacts = CHALLENGER_ARTIFACTS  # models/artifacts keeps the @champion the API serves
     for name, m in result.models.items():
-        save_local(args.artifacts / name, m.estimator, metas[name])
+        save_local(artifacts / name, m.estimator, metas[name])
     summary = run_summary(result, data)
     summary["total_seconds"] = time.perf_counter() - started
     summary["mlflow"] = None if registry is None else {
         "tracking_uri": cfg.mlflow.tracking_uri, "experiment": cfg.mlflow.experiment, "parent_run": parent_run,
         "runs": runs, "registry": registry,
     }
-    (args.artifacts / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    write_parquet(result.walk.predictions, args.artifacts / PREDICTIONS_FILE)
+    (artifacts / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_parquet(result.walk.predictions, artifacts / PREDICTIONS_FILE)
     test_out = args.test_out or features_path.with_name(f"{features_path.stem}_test.parquet")
     write_parquet(result.parts["validation"], test_out)
-    _print_report(summary, args.artifacts, test_out)
+    _print_report(summary, artifacts, test_out)
     return 0
 
 
@@ -184,6 +194,9 @@ def _print_report(summary: dict, artifacts: Path, test_out: Path) -> None:
         reg = summary["mlflow"]["registry"]
         print(f"registered {reg['model_name']} version {reg['version']} ({reg['family']}) as @{reg['alias']} "
               f"in {summary['mlflow']['tracking_uri']}: {reg['reason']}")
+        if reg["alias"] != "champion" and reg.get("previous_champion"):
+            print(f"@champion stays version {reg['previous_champion']['version']}, and so do {DEFAULT_ARTIFACTS} "
+                  "and the reports made from it; this run's models are below")
     print(f"artifacts: {artifacts}/<model>/{{model.skops,{META_FILE}}}, {artifacts / SUMMARY_FILE}, "
           f"{artifacts / PREDICTIONS_FILE}")
     print(f"validation part: {test_out}")

@@ -1,4 +1,4 @@
-"""Benchmark replay end to end (gzip NDJSON in, Parquet out) and write reports/benchmarks.md.
+"""Benchmark replay end to end (gzip NDJSON in, Parquet out) and write its benchmark report section.
 
 Every figure comes from a child process, with the machine's load average when it started:
   * the floor: gzip-reading the same files and ``json.loads``-ing every line (nothing else);
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         print(body)
     else:
-        write_section("replay", body)
+        print(f"written to {write_section('replay', body)}")
     print(json.dumps({name: {"floor_lines_per_cpu_s": round(f["lines"] / f["cpu_seconds"]),
                              "replay_lines_per_cpu_s": round(r["lines"] / r["cpu_seconds"]),
                              "peak_rss_mb": r["peak_rss_mb"]} for name, _, f, r in rows}))

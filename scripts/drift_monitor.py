@@ -8,6 +8,11 @@ Writes reports/drift/live-<UTC time>.html and .json (Evidently) and reports/drif
 and exports drift_share (share of drifted model features) and per-feature distances for
 Prometheus. The reference is the training part of the served ML model's table (from its
 metadata), unless --reference names a feature table to use whole.
+
+Running on (not --once), it waits for what it needs instead of exiting: the metrics answer at
+once, ``drift_reference_rows`` stays 0 and the reason is logged while the model or its training
+table is missing (a fresh clone before `make demo`), and a broker that does not answer yet is
+retried every 5 s. --once exits 1 with the reason instead.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-reference-rows", type=int, default=20_000, help="thin the reference to this many")
     parser.add_argument("--out-dir", type=Path, help="reports (default: serving.drift_dir)")
     parser.add_argument("--once", action="store_true", help="compare once with what the topic holds, then exit")
+    parser.add_argument("--reference-retry-s", type=float, default=30.0,
+                        help="while the reference cannot be read, try again this often (default 30)")
     parser.add_argument("--metrics-host", default="127.0.0.1", help="metrics address (default %(default)s)")
     parser.add_argument("--metrics-port", type=int, default=9102, help="metrics port, 0 = none (default %(default)s)")
     add_model_args(parser)
@@ -67,36 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         print("drift_monitor: --minutes must be positive and --min-rows at least 2", file=sys.stderr)
         return 2
     sources = ModelSources.from_config(cfg)
-    try:
-        meta = {} if args.reference else load_variant(sources, "ml").model.meta
-        reference = reference_from_meta(meta, sources.features, args.reference, args.max_reference_rows)
-    except (DriftError, ModelLoadError) as exc:
-        print(f"drift_monitor: {exc}", file=sys.stderr)
-        return 1
     settings = DriftSettings(cfg.kafka.bootstrap_servers, cfg.kafka.topic_features, s.drift_window_minutes * 60,
                              s.drift_min_rows, Path(s.drift_dir))
     metrics = DriftMetrics()
-    monitor = DriftMonitor(settings, reference, sources.features, metrics, _calibration(cfg, sources.features))
-    log.info("reference: %d training rows; window %.0f min of %s", len(reference), s.drift_window_minutes,
-             settings.topic)
-    try:
-        monitor.connect()
-    except BrokerUnavailable as exc:
-        print(f"drift_monitor: {exc}", file=sys.stderr)
-        return 1
+
+    def load_reference():
+        meta = {} if args.reference else load_variant(sources, "ml").model.meta
+        return reference_from_meta(meta, sources.features, args.reference, args.max_reference_rows)
+    calibration = _calibration(cfg, sources.features)
+
     if args.once:
-        try:
-            read = monitor.catch_up()
-        finally:
-            monitor.close()
-        result = monitor.evaluate()
-        print(json.dumps({"read": read, **result}), flush=True)
-        if result["outcome"] != "ok":
-            print(f"drift_monitor: {result['rows']} live rows in the window, {s.drift_min_rows} needed "
-                  "(let the featurizer run longer or pass --min-rows)" if result["outcome"] == "too_few_rows"
-                  else f"drift_monitor: {result.get('error')}", file=sys.stderr)
-            return 1
-        return 0
+        return once(load_reference, settings, sources.features, metrics, s.drift_min_rows, calibration)
     if args.metrics_port:
         try:
             start_http_server(args.metrics_port, addr=args.metrics_host, registry=metrics.registry)
@@ -112,7 +100,56 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    reference = wait_for_reference(load_reference, stop, args.reference_retry_s)
+    if reference is None:
+        return 0
+    metrics.reference_rows.set(len(reference))
+    monitor = DriftMonitor(settings, reference, sources.features, metrics, calibration)
+    log.info("reference: %d training rows; window %.0f min of %s", len(reference), s.drift_window_minutes,
+             settings.topic)
+    try:
+        monitor.connect()
+    except BrokerUnavailable as exc:  # run() keeps trying every 5 s
+        log.warning("%s; retrying in 5 s", exc)
     monitor.run(stop)
+    return 0
+
+
+def wait_for_reference(load_reference, stop: threading.Event, retry_s: float):
+    """The reference rows, trying again every ``retry_s`` until they can be read; None if stopped first."""
+    reason = None
+    while not stop.is_set():
+        try:
+            return load_reference()
+        except (DriftError, ModelLoadError) as exc:
+            if str(exc) != reason:
+                reason = str(exc)
+                log.warning("no reference yet (%s); trying again every %.0f s", reason, retry_s)
+        stop.wait(retry_s)
+    return None
+
+
+def once(load_reference, settings: DriftSettings, features: tuple[str, ...], metrics: DriftMetrics,
+         min_rows: int, calibration: dict | None) -> int:
+    """Read what the topic holds, compare once, print the result; 1 with the reason when there is none."""
+    try:
+        reference = load_reference()
+        monitor = DriftMonitor(settings, reference, features, metrics, calibration)
+        monitor.connect()
+    except (DriftError, ModelLoadError, BrokerUnavailable) as exc:
+        print(f"drift_monitor: {exc}", file=sys.stderr)
+        return 1
+    try:
+        read = monitor.catch_up()
+    finally:
+        monitor.close()
+    result = monitor.evaluate()
+    print(json.dumps({"read": read, **result}), flush=True)
+    if result["outcome"] != "ok":
+        print(f"drift_monitor: {result['rows']} live rows in the window, {min_rows} needed "
+              "(let the featurizer run longer or pass --min-rows)" if result["outcome"] == "too_few_rows"
+              else f"drift_monitor: {result.get('error')}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,7 +1,10 @@
-"""Write docs/model_card_v1.md and docs/scoping_brief.pdf from the last run's real figures.
+"""Write the model card and the scoping brief from the last run's real figures.
 
     python scripts/generate_docs.py [--artifacts models/artifacts] [--check reports/check_other_days.json]
-        [--drift reports/evidently/summary.json] [--out-dir docs]
+        [--drift reports/evidently/summary.json] [--out-dir reports]
+
+They go to reports/ (model_card_v1.md, scoping_brief.pdf), beside the run's other outputs; the
+committed docs/model_card_v1.md and docs/scoping_brief.pdf change only with `make handoff`.
 
 Run it after models/train.py, scripts/check_other_days.py and scripts/generate_evidently_report.py
 (make demo does); the check and drift inputs are optional and their sections are left out when
@@ -16,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from common.config import ConfigError, load_config
 from common.logs import setup_logging
 from models.artifacts import DEFAULT_ARTIFACTS, SUMMARY_FILE
 
@@ -29,7 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="independent check figures (default: %(default)s)")
     parser.add_argument("--drift", type=Path, default=Path("reports/evidently/summary.json"),
                         help="drift summary (default: %(default)s)")
-    parser.add_argument("--out-dir", type=Path, default=Path("docs"), help="where to write (default: %(default)s)")
+    parser.add_argument("--out-dir", type=Path, help="where to write (default: paths.reports_dir in config.yaml)")
+    parser.add_argument("--config", type=Path, help="config file (default: config.yaml at the repository root)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -47,18 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
     try:
+        out_dir = args.out_dir or Path(load_config(args.config).paths.reports_dir)
         summary = _read(args.artifacts / SUMMARY_FILE, required=True)
         check = _read(args.check, required=False)
         drift = _read(args.drift, required=False)
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
+    except (ConfigError, FileNotFoundError, json.JSONDecodeError) as exc:
         print(f"generate_docs: {exc}", file=sys.stderr)
         return 2
     from models.docs import model_card, scoping_brief  # reportlab: after --help
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    card = args.out_dir / "model_card_v1.md"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    card = out_dir / "model_card_v1.md"
     card.write_text(model_card(summary, check, drift))
-    brief = args.out_dir / "scoping_brief.pdf"
+    brief = out_dir / "scoping_brief.pdf"
     scoping_brief(summary, check, brief)
     print(f"wrote {card} and {brief}")
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from common.config import ConfigError, load_config
 from common.logs import setup_logging
+from common.progress import working
 from models.artifacts import DEFAULT_ARTIFACTS, SUMMARY_FILE, ModelLoadError
 from models.data import TableError
 
@@ -50,7 +51,8 @@ def _default(path: Path | None, fallback: Path) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
-    from models.eval_report import build_pdf, evaluate_artifacts, public  # matplotlib/reportlab: after --help
+    with working("loading matplotlib and reportlab"):
+        from models.eval_report import build_pdf, evaluate_artifacts, public  # after --help: slow to import
 
     try:
         cfg = load_config(args.config)
@@ -60,13 +62,15 @@ def main(argv: list[str] | None = None) -> int:
             summary_file = args.artifacts / SUMMARY_FILE
             features = (Path(json.loads(summary_file.read_text())["data"]["table"]) if summary_file.is_file()
                         else Path(cfg.paths.features))
-        ev = evaluate_artifacts(args.artifacts, features, _default(args.check, reports / "check_other_days.json"),
-                                _default(args.drift, reports / "evidently" / "summary.json"))
+        with working(f"rescoring the models of {args.artifacts} on {features}"):
+            ev = evaluate_artifacts(args.artifacts, features, _default(args.check, reports / "check_other_days.json"),
+                                    _default(args.drift, reports / "evidently" / "summary.json"))
     except (ConfigError, TableError, ModelLoadError, json.JSONDecodeError) as exc:
         print(f"generate_eval_report: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path(cfg.paths.reports_dir) / "model_eval.pdf"
-    pages = build_pdf(ev, out)
+    with working(f"writing {out}"):
+        pages = build_pdf(ev, out)
     facts = public(ev)
     out.with_suffix(".json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
     for line in facts["verdict"]:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from common.config import ConfigError, load_config
 from common.logs import setup_logging
+from common.progress import working
 from features.replay import InputFileError
 from models.artifacts import DEFAULT_ARTIFACTS, SUMMARY_FILE
 from models.data import TableError, read_table
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generate_evidently_report: {exc}", file=sys.stderr)
         return 2
     from models.check import OTHER_DAYS, replay_group  # replay of the other periods
-    from models.drift import calibrate, detection, drift_report, write_summary  # Evidently is slow to import
+    with working("loading Evidently"):
+        from models.drift import calibrate, detection, drift_report, write_summary  # Evidently is slow to import
 
     d = cfg.drift
     out = args.out or Path(cfg.paths.reports_dir) / "evidently"

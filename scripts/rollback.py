@@ -7,8 +7,11 @@
 Writes the variant file (serving.variant_file, env MODEL_VARIANT_FILE) atomically. The API
 and the scorer re-read it every serving.reload_s seconds, load the other model, then swap it
 in: requests in flight finish with the old model, none is refused. The script then waits until
-the API's /version and the scorer's /metrics report the new variant and prints what each one
-serves. Exit 0 when the API confirmed (and the scorer, if it answers), 1 otherwise.
+the API's and the scorer's /metrics report the new variant (for the API: every worker) and
+prints what each one serves. Where they are: serving.api_url and serving.scorer_metrics_url
+(env API_URL, SCORER_METRICS_URL; the Docker stack sets them to its service names, so
+`docker compose ... exec api python scripts/rollback.py baseline` confirms both). Exit 0 when
+the API confirmed (and the scorer, if it answers), 1 otherwise.
 The choice survives restarts: run the opposite command to undo it.
 """
 
@@ -34,9 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("baseline", "ml", "status"))
     parser.add_argument("--variant-file", type=Path, help="the switch (default: serving.variant_file)")
-    parser.add_argument("--api", default="http://127.0.0.1:8000", help="API base URL (default %(default)s)")
-    parser.add_argument("--scorer-metrics", default="http://127.0.0.1:9101/metrics",
-                        help="live scorer metrics URL (default %(default)s)")
+    parser.add_argument("--api", help="API base URL (default: serving.api_url, env API_URL)")
+    parser.add_argument("--scorer-metrics",
+                        help="live scorer metrics URL (default: serving.scorer_metrics_url, env SCORER_METRICS_URL)")
     parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for confirmation (default 30)")
     parser.add_argument("--no-wait", action="store_true", help="only write the file")
     parser.add_argument("--config", type=Path, help="config file (default: config.yaml at the repository root)")
@@ -44,27 +47,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def api_variant(client: httpx.Client, api: str) -> str | None:
-    """The variant /version reports; None when the API does not answer."""
+def served_variant(client: httpx.Client, metrics_url: str, gauge: str) -> str | None:
+    """The variant whose ``gauge`` is 1 in a /metrics page; "ml+baseline" while several worker processes
+    disagree (the API's gauges are the maximum over its workers); None when nothing answers."""
     try:
-        response = client.get(f"{api.rstrip('/')}/version")
-        return response.json().get("model_variant") if response.status_code == 200 else None
+        response = client.get(metrics_url)
+        if response.status_code != 200:
+            return None
+        for family in text_string_to_metric_families(response.text):
+            if family.name == gauge:
+                serving = sorted((s.labels["variant"] for s in family.samples if s.value == 1), reverse=True)
+                return "+".join(serving) or None
     except (httpx.HTTPError, ValueError):
         return None
+    return None
+
+
+def api_variant(client: httpx.Client, api: str) -> str | None:
+    """What every worker of the API serves (its /metrics); None when the API does not answer."""
+    return served_variant(client, f"{api.rstrip('/')}/metrics", "api_model_variant")
 
 
 def scorer_variant(client: httpx.Client, url: str) -> str | None:
     """The variant whose scorer_model_variant gauge is 1; None when the scorer does not answer."""
-    try:
-        response = client.get(url)
-        if response.status_code != 200:
-            return None
-        for family in text_string_to_metric_families(response.text):
-            if family.name == "scorer_model_variant":
-                return next((s.labels["variant"] for s in family.samples if s.value == 1), None)
-    except (httpx.HTTPError, ValueError):
-        return None
-    return None
+    return served_variant(client, url, "scorer_model_variant")
 
 
 def confirm(target: str, api: str, scorer: str, wait_s: float) -> dict[str, str | None]:
@@ -86,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
-        cfg = load_config(args.config, overrides={"serving.variant_file": str(args.variant_file) if args.variant_file
-                                                  else None})
+        cfg = load_config(args.config, overrides={
+            "serving.variant_file": str(args.variant_file) if args.variant_file else None,
+            "serving.api_url": args.api, "serving.scorer_metrics_url": args.scorer_metrics})
     except ConfigError as exc:
         print(f"rollback: {exc}", file=sys.stderr)
         return 2
+    args.api, args.scorer_metrics = cfg.serving.api_url, cfg.serving.scorer_metrics_url
     path = Path(cfg.serving.variant_file)
     try:
         current = read_variant_file(path)

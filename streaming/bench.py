@@ -1,156 +1,117 @@
-"""Streaming benchmarks: throughput through broker + featurizer, and receipt-to-row latency.
+"""Streaming benchmarks on Apache Kafka: featurizer throughput and frame-to-feature latency.
 
-Everything runs on loopback with the real pieces: the local broker, ws_ingest.py and
-features/featurizer.py as subprocesses, and a small WebSocket server that plays recorded
-Coinbase frames at a chosen rate (in the shape the Advanced Trade endpoint sends them).
+Everything runs on loopback with the real pieces: a single-node Apache Kafka (KRaft) on a free
+port with its data in a temporary folder, the offline market (streaming/market.py) playing
+recorded Coinbase frames over the Advanced Trade protocol, and ws_ingest.py and
+features/featurizer.py as subprocesses. The soak (streaming/soak.py) is built from the same
+parts. Latency is measured from ``received_at``, the ingestor's receive time that the
+featurizer carries into every feature row, to the moment a consumer can read the row.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gzip
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from common.config import REPO_ROOT
 from common.kafka import ensure_topics, make_consumer, make_producer
 from features.online import FeatureSpec
 from features.pipeline import FeaturePipeline
-from features.ticks import parse_time_ns
+from features.ticks import parse_time_ns, raw_record
+from streaming.apache_kafka import ApacheKafka, free_port
+from streaming.market import MarketServer, frame_time_ns
 
 log = logging.getLogger(__name__)
 
-
-def load_frames(path: Path) -> list[dict]:
-    """Ticker frames of a recording (wrapped or bare), in order."""
-    frames = []
-    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
-        for line in handle:
-            obj = orjson.loads(line)
-            frame = obj.get("payload", obj)
-            if frame.get("channel") == "ticker":
-                frames.append(frame)
-    return frames
+TOPICS = {"ticks.raw": 3, "ticks.features": 3, "ticks.dlq": 1}
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def expected_rows(values: list[bytes], spec: FeatureSpec) -> int:
-    """How many feature rows the records give (what the featurizer must publish)."""
-    return len(FeaturePipeline(spec).process_batch(values)[0])
+# -- the pieces: broker, scripts, readers -------------------------------------------------
 
 
-class FramePlayer:
-    """A loopback WebSocket endpoint that accepts the subscriptions and plays frames at ``rate`` per second."""
-
-    def __init__(self, frames: list[dict], rate: float) -> None:
-        self.frames = frames
-        self.rate = rate  # 0: as fast as the socket takes them
-        self.done = threading.Event()
-        self.url = ""
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self._ready = threading.Event()
-
-    def start(self) -> str:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the frame player did not start")
-        return self.url
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    async def _main(self) -> None:
-        from websockets.asyncio.server import serve
-
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with serve(self._play, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
-            self.url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-            self._ready.set()
-            await self._stop.wait()
-
-    async def _play(self, ws) -> None:
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            for _ in range(2):  # ticker and heartbeats subscriptions
-                await ws.recv()
-            seq, beat, last_beat = 0, 0, time.monotonic()
-            start = time.monotonic()
-            for i, frame in enumerate(self.frames):
-                if self.rate:
-                    delay = start + i / self.rate - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                elif i % 256 == 0:
-                    await asyncio.sleep(0)
-                if time.monotonic() - last_beat >= 1.0:
-                    seq, beat, last_beat = seq + 1, beat + 1, time.monotonic()
-                    await ws.send(orjson.dumps({"channel": "heartbeats", "sequence_num": seq, "timestamp": _now(),
-                                                "events": [{"heartbeat_counter": beat}]}).decode())
-                seq += 1
-                await ws.send(orjson.dumps(dict(frame, sequence_num=seq)).decode())
-            self.done.set()
-            while True:
-                await asyncio.sleep(0.5)
-                seq, beat = seq + 1, beat + 1
-                await ws.send(orjson.dumps({"channel": "heartbeats", "sequence_num": seq, "timestamp": _now(),
-                                            "events": [{"heartbeat_counter": beat}]}).decode())
-        except ConnectionClosed:
-            return
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+def start_kafka(workdir: Path) -> ApacheKafka:
+    """A fresh Apache Kafka on a free port, data in ``workdir``, the project's topics created."""
+    kafka = ApacheKafka(free_port(), workdir / "kafka")
+    kafka.start()
+    ensure_topics(kafka.bootstrap, TOPICS)
+    return kafka
 
 
 class Service:
-    """A project script run as a subprocess; output in files, stopped with SIGTERM."""
+    """A project script run as a subprocess, its output in files (no pipe can fill up and block it)."""
 
     def __init__(self, name: str, args: list[str], workdir: Path) -> None:
         self.name = name
+        self.out_path = workdir / f"{name}.out"
         self.err_path = workdir / f"{name}.err"
-        with open(workdir / f"{name}.out", "wb") as out, open(self.err_path, "wb") as err:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.popen = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, stdout=out, stderr=err,
                                           stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self, timeout_s: float = 60.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``timeout_s``); the exit code."""
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout_s)
             except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM for %.0f s; killing it", self.name, timeout_s)
                 self.popen.kill()
                 self.popen.wait(5)
+        return self.popen.returncode
+
+    def last_json(self) -> dict | None:
+        """The script's final JSON line on stdout, if it wrote one."""
+        lines = [line for line in self.out_path.read_bytes().splitlines() if line.startswith(b"{")]
+        return orjson.loads(lines[-1]) if lines else None
+
+    def wait_for(self, text: str, timeout_s: float = 60.0) -> None:
+        """Block until ``text`` appears in the script's log; RuntimeError if it exits or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while text not in self.err_path.read_text():
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} never logged {text!r}; see {self.err_path}")
+            time.sleep(0.05)
 
 
-def featurizer(bootstrap: str, workdir: Path, profile: Path | None = None) -> Service:
-    profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
-    return Service("featurizer", [*profiler, "features/featurizer.py", "--topic_in", "ticks.raw", "--topic_out",
-                                  "ticks.features", "--bootstrap", bootstrap, "--out-dir", str(workdir / "stream")],
-                   workdir)
+def featurizer(bootstrap: str, workdir: Path) -> Service:
+    """features/featurizer.py with its defaults, parts in ``workdir``/stream; returns once it owns its partitions."""
+    service = Service("featurizer", ["features/featurizer.py", "--topic_in", "ticks.raw", "--topic_out",
+                                     "ticks.features", "--bootstrap", bootstrap,
+                                     "--out-dir", str(workdir / "stream")], workdir)
+    service.wait_for("assigned [")
+    return service
 
 
-def tail_reader(bootstrap: str, topic: str = "ticks.features"):
-    """A consumer of the end of ``topic`` that sees records as soon as the broker has them."""
-    ensure_topics(bootstrap, {"ticks.raw": 3, "ticks.features": 3, "ticks.dlq": 1})
+def ingestor(url: str, bootstrap: str, workdir: Path) -> Service:
+    """scripts/ws_ingest.py until stopped, its journal in ``workdir``/spool, no disk mirror."""
+    return Service("ingest", ["scripts/ws_ingest.py", "--pair", "BTC-USD", "--minutes", "0", "--ws-url", url,
+                              "--bootstrap", bootstrap, "--spool-dir", str(workdir / "spool")], workdir)
+
+
+def tail_reader(bootstrap: str, topic: str) -> KafkaConsumer:
+    """A consumer of the end of ``topic`` (no group) that sees records as soon as the broker has them."""
     consumer = make_consumer(bootstrap, None, fetch_max_wait_ms=10)
-    partitions = [TopicPartition(topic, p) for p in range(3)]
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(partitions)
     consumer.seek_to_end()
     for tp in partitions:
@@ -158,61 +119,226 @@ def tail_reader(bootstrap: str, topic: str = "ticks.features"):
     return consumer
 
 
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = make_consumer(bootstrap, None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
+    finally:
+        consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 300.0) -> list[tuple[int, int, bytes]]:
+    """Every record of ``topic`` up to its end offsets as of now: (partition, offset, value), in log order."""
+    consumer = make_consumer(bootstrap, None, fetch_max_wait_ms=100)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        out: list[tuple[int, int, bytes]] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not read {topic} to its end within {timeout_s:.0f} s")
+            for records in consumer.poll(timeout_ms=200, max_records=50_000).values():
+                out.extend((r.partition, r.offset, r.value) for r in records)
+        return sorted(out)
+    finally:
+        consumer.close()
+
+
+# -- measuring the machine and the processes ------------------------------------------------
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a running process, in MB (None once it is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB / 1024
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time a running process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def jvm_heap_mb(pid: int) -> tuple[float, float] | None:
+    """A JVM's committed heap and its old generation's use, in MB, from the JDK's ``jstat -gc``.
+
+    A JVM's resident memory grows while it commits heap up to -Xmx, leak or not; the committed
+    heap tells that growth apart. None where jstat is missing or the process is gone.
+    """
+    jstat = shutil.which("jstat")
+    if jstat is None:
+        return None
+    try:
+        lines = subprocess.run([jstat, "-gc", str(pid)], capture_output=True, text=True, timeout=30).stdout.splitlines()
+        gc = dict(zip(lines[0].split(), map(float, lines[1].split())))
+        return (gc["S0C"] + gc["S1C"] + gc["EC"] + gc["OC"]) / 1024, gc["OU"] / 1024
+    except (OSError, subprocess.TimeoutExpired, IndexError, KeyError, ValueError):
+        return None
+
+
+def jvm_live_heap_mb(pid: int) -> float | None:
+    """Heap in use right after a full collection (``jcmd GC.run``; G1 moves every survivor into the
+    old generation): what the JVM really keeps. None where jcmd is missing or the process is gone."""
+    jcmd = shutil.which("jcmd")
+    if jcmd is None:
+        return None
+    try:
+        subprocess.run([jcmd, str(pid), "GC.run"], capture_output=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    heap = jvm_heap_mb(pid)
+    return None if heap is None else heap[1]
+
+
+class LoadWatch:
+    """Samples the 1-minute load average every few seconds, to say how busy the machine was."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.every_s = every_s
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LoadWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(self.every_s + 1)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(self.every_s):
+                return
+
+    def line(self) -> str:
+        if not self.samples:
+            return "load average not sampled"
+        mean = sum(self.samples) / len(self.samples)
+        return (f"1-minute load average {mean:.1f} on average (at most {max(self.samples):.1f}) "
+                f"on {os.cpu_count()} cores while it ran")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile of ``values`` (not necessarily sorted)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def distinct(values: list[bytes]) -> list[bytes]:
+    """Values in order, exact repeats left out (at-least-once delivery repeats records)."""
+    seen: set[bytes] = set()
+    out = []
+    for value in values:
+        if value not in seen:
+            seen.add(value)
+            out.append(value)
+    return out
+
+
+def expected_rows(values: list[bytes], spec: FeatureSpec) -> int:
+    """How many feature rows replay makes of these raw records (what the featurizer must publish)."""
+    pipeline = FeaturePipeline(spec)
+    return sum(len(pipeline.process(v)[0]) for v in values)
+
+
+def frames_for(frames: list[dict], seconds: float) -> list[dict]:
+    """The leading frames of a recording that span ``seconds`` of its time."""
+    first = frame_time_ns(frames[0])
+    assert first is not None
+    return [f for f in frames if (frame_time_ns(f) or first) - first < seconds * 1e9]
+
+
+# -- latency: frame receipt -> feature row readable -----------------------------------------
+
+
 @dataclass
 class Latency:
-    rows: int
-    expected: int
+    frames: int  # ticker frames the market sent
+    rows: int  # feature rows timed (after the warm-up)
+    all_rows: int  # feature rows read, warm-up included
+    expected: int  # rows replay makes of the frames
     p50_ms: float
     p99_ms: float
-    max_ms: float  # including the warm-up rows
-    raw_p50_ms: float  # receipt -> raw record readable from ticks.raw (the first hop alone)
+    max_ms: float
+    raw_p50_ms: float  # receipt -> raw record readable on ticks.raw (the first hop alone)
     raw_p99_ms: float
+    span_s: float  # first frame received to last row readable
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.all_rows / self.span_s if self.span_s > 0 else 0.0
 
 
-def latency_run(frames: list[dict], rate: float, bootstrap: str, workdir: Path, spec: FeatureSpec,
-                warmup_rows: int = 0, timeout_s: float = 300.0) -> Latency:
-    """Play frames through ws_ingest.py and the featurizer; time receipt -> row readable in ticks.features.
+def latency_run(frames: list[dict], speed: float, workdir: Path, spec: FeatureSpec,
+                warmup_s: float = 0.0, timeout_s: float = 600.0) -> Latency:
+    """Play ``frames`` at ``speed`` through ws_ingest.py, Apache Kafka and the featurizer; time each row.
 
-    The first ``warmup_rows`` rows (connections and metadata still settling) are left out of
-    the percentiles; ``max_ms`` includes them.
+    Rows of frames received in the first ``warmup_s`` seconds (connections and metadata still
+    settling) are left out of the percentiles.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    expected = expected_rows([orjson.dumps(f) for f in frames], spec)
-    reader = tail_reader(bootstrap)
-    raw_reader = tail_reader(bootstrap, "ticks.raw")
-    fz = featurizer(bootstrap, workdir)
-    player = FramePlayer(frames, rate)
-    url = player.start()
-    _wait_for_group(workdir / "featurizer.err", fz)
-    ingest = Service("ingest", ["scripts/ws_ingest.py", "--pair", "BTC-USD", "--minutes", "0", "--ws-url", url,
-                                "--bootstrap", bootstrap, "--spool-dir", str(workdir / "spool")], workdir)
-    latencies: list[float] = []
-    raw_latencies: list[float] = []
+    kafka = start_kafka(workdir)
+    services: list[Service] = []
+    server = MarketServer(frames, speed=speed)
+    readers = [tail_reader(kafka.bootstrap, "ticks.features"), tail_reader(kafka.bootstrap, "ticks.raw")]
+    timed: list[tuple[int, float]] = []  # (received_at ns, ms until readable) per feature row
+    raw_timed: list[tuple[int, float]] = []
     done = threading.Event()
-    raw_thread = threading.Thread(target=_collect, args=(raw_reader, raw_latencies, done), daemon=True)
-    raw_thread.start()
-    deadline = time.monotonic() + timeout_s
+    raw_thread = threading.Thread(target=collect_latencies, args=(readers[1], raw_timed, done), daemon=True)
     try:
-        while len(latencies) < expected and time.monotonic() < deadline:
-            _poll_latencies(reader, latencies)
+        services.append(featurizer(kafka.bootstrap, workdir))
+        url = server.start()
+        raw_thread.start()
+        services.append(ingestor(url, kafka.bootstrap, workdir))
+        deadline = time.monotonic() + timeout_s
+        expected = None
+        while expected is None or len(timed) < expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(timed)} of {expected} feature rows arrived in {timeout_s:.0f} s; "
+                                   f"see {workdir}/*.err")
+            poll_latencies(readers[0], timed)
+            if expected is None and server.all_sent.is_set():
+                expected = expected_rows([orjson.dumps(t) for t in _sent_frames(server)], spec)
     finally:
         done.set()
-        raw_thread.join(10)
-        for service in (ingest, fz):
+        if raw_thread.is_alive():
+            raw_thread.join(10)
+        for service in reversed(services):
             service.stop()
-        player.stop()
-        reader.close()
-        raw_reader.close()
-    if len(latencies) <= warmup_rows or len(raw_latencies) <= warmup_rows:
-        raise RuntimeError(f"too few feature rows arrived ({len(latencies)}); see {workdir}/*.err")
-    worst = max(latencies)
-    latencies = sorted(latencies[warmup_rows:])
-    raw_latencies = sorted(raw_latencies[warmup_rows:])
-    return Latency(len(latencies), expected, _pct(latencies, 50), _pct(latencies, 99), worst,
-                   _pct(raw_latencies, 50), _pct(raw_latencies, 99))
+        server.stop()
+        for reader in readers:
+            reader.close()
+        kafka.stop()
+    if not timed:
+        raise RuntimeError(f"no feature row arrived; see {workdir}/*.err")
+    first_ns = min(ns for ns, _ in timed)
+    cut = first_ns + round(warmup_s * 1e9)  # in integers: a float loses the last digits of a time in ns
+    kept = [ms for ns, ms in timed if ns >= cut]
+    raw_kept = [ms for ns, ms in raw_timed if ns >= cut]
+    if not kept or not raw_kept:
+        raise RuntimeError(f"no feature row after the {warmup_s:g} s warm-up; see {workdir}/*.err")
+    span_s = max(ns / 1e9 + ms / 1e3 for ns, ms in timed) - first_ns / 1e9
+    return Latency(len(server.sent_tickers), len(kept), len(timed), expected, percentile(kept, 50),
+                   percentile(kept, 99), max(kept), percentile(raw_kept, 50), percentile(raw_kept, 99), span_s)
 
 
-def _poll_latencies(consumer, sink: list[float]) -> None:
+def _sent_frames(server: MarketServer) -> list[dict]:
+    return [orjson.loads(text) for text in server.sent_tickers]
+
+
+def poll_latencies(consumer: KafkaConsumer, sink: list[tuple[int, float]]) -> None:
     # A short poll timeout: kafka-python's poll() may only return at its timeout even when a
     # fetch has completed meanwhile, which would add up to that much to every figure.
     for records in consumer.poll(timeout_ms=5).values():
@@ -220,154 +346,66 @@ def _poll_latencies(consumer, sink: list[float]) -> None:
         for record in records:
             stamp = orjson.loads(record.value).get("received_at")
             if stamp is not None:
-                sink.append((now - parse_time_ns(stamp)) / 1e6)
+                received = parse_time_ns(stamp)
+                sink.append((received, (now - received) / 1e6))
 
 
-def _collect(consumer, sink: list[float], done: threading.Event) -> None:
+def collect_latencies(consumer: KafkaConsumer, sink: list[tuple[int, float]], done: threading.Event) -> None:
+    """Time every row ``consumer`` reads until ``done`` is set (run in a thread)."""
     while not done.is_set():
-        _poll_latencies(consumer, sink)
+        poll_latencies(consumer, sink)
 
 
-def _wait_for_group(err_path: Path, service: Service, timeout_s: float = 60.0) -> None:
-    """Start the stream only once the featurizer owns its partitions (the group join takes ~3 s)."""
-    deadline = time.monotonic() + timeout_s
-    while "assigned [" not in err_path.read_text():
-        if service.popen.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the featurizer did not join its group; see {err_path}")
-        time.sleep(0.05)
-
-
-def _pct(sorted_values: list[float], q: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, math.ceil(q / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
+# -- throughput: a preloaded ticks.raw through the featurizer --------------------------------
 
 
 @dataclass
 class Throughput:
     records: int
     rows: int
-    produce_per_s: float
-    featurize_per_s: float
-    cpu_s: dict  # CPU seconds while rows arrived: featurizer, its producer process, the broker
-    window_s: float  # first to last row
+    produce_per_s: float  # loading ticks.raw (acks=all), for reference
+    featurize_per_s: float  # rows readable per second, first row to last
+    whole_run_s: float  # featurizer start (imports, group join) to the last row
+    cpu_s: float  # CPU time the featurizer process used
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc; 0.0 where it cannot be read)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def preload_records(frames: list[dict]) -> list[bytes]:
+    """The raw records ws_ingest.py would have written for these frames, received at their own time."""
+    return [raw_record(orjson.dumps(frame), frame_time_ns(frame) or 0) for frame in frames]
 
 
-def child_pids(pid: int) -> list[int]:
-    """Direct children of a process (Linux /proc)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return out
-
-
-def keyed_lines(paths: list[Path]) -> list[tuple[bytes, bytes]]:
-    """(product id, line) of every ticker line of recorded files, for keying ticks.raw by product."""
-    out = []
-    for path in paths:
-        with gzip.open(path, "rb") as handle:
-            for line in handle:
-                if line.strip():
-                    out.append((str(orjson.loads(line).get("product_id", "")).encode(), line.rstrip(b"\n")))
-    return out
-
-
-def throughput_run(lines: list[tuple[bytes, bytes]], bootstrap: str, workdir: Path, spec: FeatureSpec,
-                   broker_pid: int | None = None, profile: Path | None = None,
-                   timeout_s: float = 600.0) -> Throughput:
-    """Preload ticks.raw (keyed by product), then time the featurizer turning all of it into rows on ticks.features.
-
-    With ``profile``, the featurizer runs under cProfile and writes its statistics there when it stops.
-    """
+def throughput_run(records: list[bytes], workdir: Path, spec: FeatureSpec, timeout_s: float = 600.0) -> Throughput:
+    """Preload ticks.raw, then time the featurizer turning all of it into rows readable on ticks.features."""
     workdir.mkdir(parents=True, exist_ok=True)
-    expected = expected_rows([line for _, line in lines], spec)
-    reader = tail_reader(bootstrap)
-    producer = make_producer(bootstrap, linger_ms=20, batch_size=256 * 1024, delivery_timeout_ms=120_000)
-    started = time.monotonic()
-    for key, line in lines:
-        producer.send("ticks.raw", key=key, value=line)
-    producer.flush(300)
-    produce_s = time.monotonic() - started
-    producer.close()
-    fz = featurizer(bootstrap, workdir, profile)
-    rows, first, last = 0, None, None
-    cpu_first: dict[str, float] = {}
-    cpu_last: dict[str, float] = {}
-    deadline = time.monotonic() + timeout_s
+    expected = expected_rows(records, spec)
+    kafka = start_kafka(workdir)
+    reader = tail_reader(kafka.bootstrap, "ticks.features")
+    service = None
     try:
+        producer = make_producer(kafka.bootstrap, linger_ms=20, batch_size=256 * 1024, delivery_timeout_ms=120_000)
+        started = time.monotonic()
+        for record in records:
+            producer.send("ticks.raw", key=b"BTC-USD", value=record)
+        producer.flush(120)
+        produce_s = time.monotonic() - started
+        producer.close()
+        launched = time.monotonic()
+        service = featurizer(kafka.bootstrap, workdir)
+        cpu_before = cpu_seconds(service.pid) or 0.0
+        rows, first, last = 0, None, None
+        deadline = time.monotonic() + timeout_s
         while rows < expected and time.monotonic() < deadline:
-            for records in reader.poll(timeout_ms=100, max_records=10_000).values():
+            for batch in reader.poll(timeout_ms=100, max_records=10_000).values():
                 now = time.monotonic()
-                if first is None:
-                    first, cpu_first = now, _cpu(fz.popen.pid, broker_pid)
+                first = first if first is not None else now
                 last = now
-                rows += len(records)
-        cpu_last = _cpu(fz.popen.pid, broker_pid)
+                rows += len(batch)
+        cpu_s = (cpu_seconds(service.pid) or 0.0) - cpu_before
     finally:
-        fz.stop(timeout_s=120.0)
+        if service is not None:
+            service.stop()
         reader.close()
+        kafka.stop()
     if rows < expected or first is None or last is None or last <= first:
         raise RuntimeError(f"only {rows} of {expected} rows arrived; see {workdir}/featurizer.err")
-    cpu = {name: cpu_last.get(name, 0.0) - cpu_first.get(name, 0.0) for name in cpu_last}
-    return Throughput(len(lines), rows, len(lines) / produce_s, rows / (last - first), cpu, last - first)
-
-
-def _cpu(featurizer_pid: int, broker_pid: int | None) -> dict[str, float]:
-    out = {"featurizer": process_cpu_s(featurizer_pid),
-           "producer process": sum(process_cpu_s(pid) for pid in child_pids(featurizer_pid))}
-    if broker_pid is not None:
-        out["broker"] = process_cpu_s(broker_pid)
-    return out
-
-
-@dataclass
-class ProducerCost:
-    records: int
-    cpu_us_per_record: float  # CPU of the sending thread and kafka-python's I/O thread, per record, unprofiled
-    profile: Path
-
-
-def producer_profile(lines: list[tuple[bytes, bytes]], bootstrap: str, spec: FeatureSpec, profile: Path,
-                     limit: int = 100_000) -> ProducerCost:
-    """Send the feature rows of ``lines`` as the featurizer's producer process does, under cProfile.
-
-    The same kafka-python settings and partitioner as streaming/producer_process.py, in this
-    process, so the profile says where a record's cost goes in the client.
-    """
-    import cProfile
-    from common.kafka import KeyPartitioner
-    from streaming.featurizer import PRODUCER_OPTIONS
-
-    columns = spec.columns
-    batch, _ = FeaturePipeline(spec).process_batch([line for _, line in lines[:limit]])
-    records = [(row[0].encode(), orjson.dumps(dict(zip(columns, row)))) for row in batch.rows()]
-    ensure_topics(bootstrap, {"ticks.raw": 3, "ticks.features": 3, "ticks.dlq": 1})
-    producer = make_producer(bootstrap, **PRODUCER_OPTIONS)
-    partitioner = KeyPartitioner(producer, "ticks.features")
-    started = time.process_time()
-    for key, value in records:  # measured without the profiler's overhead ...
-        producer.send("ticks.features", key=key, value=value, partition=partitioner(key))
-    producer.flush(120)
-    cpu = time.process_time() - started
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for key, value in records:  # ... then again, profiled
-        producer.send("ticks.features", key=key, value=value, partition=partitioner(key))
-    producer.flush(120)
-    profiler.disable()
-    producer.close()
-    profiler.dump_stats(str(profile))
-    return ProducerCost(len(records), cpu / len(records) * 1e6, profile)
+    return Throughput(len(records), rows, len(records) / produce_s, rows / (last - first), last - launched, cpu_s)

@@ -103,6 +103,8 @@ def test_nan_and_infinity_are_422_naming_the_field(client, rows, literal):
     (b"", "application/json"),
     (b'{"rows": []}', "text/plain"),
     (b"\xff\xfe", "application/json"),
+    (b"\xd3", "application/json"),
+    (b'{"rows": [{"rv_60s": "\xe9"}]}', "application/json"),
 ])
 def test_unreadable_bodies_are_422(client, content, content_type):
     response = client.post("/predict", content=content, headers={"content-type": content_type})

@@ -4,7 +4,9 @@ the Evidently report written, the drifted share exported as a metric."""
 from __future__ import annotations
 
 import json
+import shutil
 
+import httpx
 import pandas as pd
 import pytest
 from prometheus_client import generate_latest
@@ -12,7 +14,7 @@ from prometheus_client import generate_latest
 from api.drift_monitor import DriftError, DriftMonitor, DriftSettings, LiveWindow, reference_from_meta
 from common.config import load_config
 from models.artifacts import load_model
-from serving_helpers import MODEL_NAME, run_script, value
+from serving_helpers import MODEL_NAME, free_port, run_script, value, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +98,24 @@ def test_a_missing_training_table_says_to_pass_a_reference(trained, tmp_path):
     meta = {"data": {"table": str(tmp_path / "gone.parquet")}}
     with pytest.raises(DriftError, match="--reference"):
         reference_from_meta(meta, trained.features, None, 100)
+
+
+def test_running_on_it_waits_for_a_missing_training_table_instead_of_exiting(broker, live_topic, trained, spawn,
+                                                                               tmp_path):
+    table, port = tmp_path / "later.parquet", free_port()
+    monitor = spawn("drift", ["scripts/drift_monitor.py", "--bootstrap", broker.bootstrap, "--reference", str(table),
+                              "--reference-retry-s", "0.5", "--metrics-port", str(port), "--out-dir",
+                              str(tmp_path / "drift")])
+
+    def reference_rows() -> float | None:
+        try:
+            return value(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text, "drift_reference_rows")
+        except httpx.HTTPError:
+            return None
+
+    wait_until(lambda: reference_rows() == 0 and "no reference yet" in monitor.stderr(), 60,
+               "the monitor to report that it waits")
+    assert monitor.popen.poll() is None and "later.parquet" in monitor.stderr()
+    shutil.copy(trained.features_path, table)  # e.g. make demo finished
+    wait_until(lambda: (reference_rows() or 0) > 0, 60, "the reference to be read")
+    assert monitor.stop(60) == 0

@@ -5,6 +5,7 @@ dashboard and the alert rules query is one the services export."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ from common.config import REPO_ROOT
 
 DOCKER = REPO_ROOT / "docker"
 SERVING = {"api": 8000, "scorer": 9101, "drift-monitor": 9102}
+ENV_NAMES = ("GRAFANA_ADMIN_PASSWORD", "MODEL_VARIANT", "RATE_LIMIT_PER_MINUTE", "COINBASE_WS_URL", "API_WORKERS",
+             "TRUSTED_PROXIES")
 
 
 def exported_names() -> set[str]:
@@ -44,12 +47,21 @@ def queried_names(expr: str) -> set[str]:
     return set(re.findall(r"\b((?:api|scorer|drift)_[a-z0-9_]+|volspike:[a-z0-9_:]+)", expr))
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict:
+def compose_config(env_file=None) -> subprocess.CompletedProcess:
+    """`docker-compose [--env-file FILE] -f docker/compose.yaml config` as make stack runs it, in a clean environment."""
     tool = shutil.which("docker-compose")
     assert tool, "docker-compose is not installed: run `make compose-tool` (make test does)"
-    result = subprocess.run([tool, "-f", "docker/compose.yaml", "config"], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    flags = ["--env-file", str(env_file)] if env_file else []
+    return subprocess.run([tool, *flags, "-f", "docker/compose.yaml", "config"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+@pytest.fixture(scope="module")
+def compose(tmp_path_factory) -> dict:
+    env_file = tmp_path_factory.mktemp("compose") / ".env"
+    env_file.write_text("GRAFANA_ADMIN_PASSWORD=only-for-this-test\n")
+    result = compose_config(env_file)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
@@ -95,3 +107,63 @@ def test_the_dashboard_has_the_panels_on_call_needs():
     datasource = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
     uids = {d["uid"] for d in datasource["datasources"]}
     assert {p["datasource"]["uid"] for p in dashboard["panels"]} <= uids
+
+
+def test_without_a_grafana_password_the_stack_refuses_to_start(tmp_path):
+    result = compose_config()  # the root .env not passed, nor the variable set
+    assert result.returncode != 0
+    assert "GRAFANA_ADMIN_PASSWORD" in result.stderr and "--env-file .env" in result.stderr
+    empty = tmp_path / ".env"
+    empty.write_text("GRAFANA_ADMIN_PASSWORD=\n")  # as .env.example ships it
+    assert compose_config(empty).returncode != 0
+
+
+def test_the_root_env_file_reaches_the_services(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("GRAFANA_ADMIN_PASSWORD=pw-from-env\nMODEL_VARIANT=baseline\nRATE_LIMIT_PER_MINUTE=7\n"
+                        "COINBASE_WS_URL=wss://example.invalid/ws\nAPI_WORKERS=3\nTRUSTED_PROXIES=10.0.0.0/8\n")
+    result = compose_config(env_file)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "pw-from-env"
+    for name in ("api", "scorer", "drift-monitor"):
+        env = services[name]["environment"]
+        assert (env["MODEL_VARIANT"], str(env["RATE_LIMIT_PER_MINUTE"]), str(env["API_WORKERS"])) == \
+            ("baseline", "7", "3")
+        assert env["TRUSTED_PROXIES"] == "10.0.0.0/8"
+    for name in ("ingestor", "featurizer"):
+        assert services[name]["environment"]["COINBASE_WS_URL"] == "wss://example.invalid/ws"
+
+
+def test_each_image_is_built_by_one_service_and_the_serving_ones_from_the_serving_sets(compose):
+    services = compose["services"]
+    builders: dict[str, list[str]] = {}
+    for name, service in services.items():
+        if "build" in service:
+            builders.setdefault(service["image"], []).append(name)
+    assert builders == {"volspike:latest": ["ingestor"], "volspike-serving:latest": ["api"],
+                        "volspike-monitor:latest": ["drift-monitor"]}, builders
+    assert services["api"]["build"]["args"]["REQUIREMENTS"] == "requirements-serving.txt"
+    assert services["drift-monitor"]["build"]["args"]["REQUIREMENTS"] == "requirements-monitor.txt"
+    built = set(builders)
+    for name, service in services.items():  # every other service of ours uses an image built here
+        if service["image"].startswith("volspike"):
+            assert service["image"] in built, name
+
+
+def test_services_wait_for_what_they_need(compose):
+    services = compose["services"]
+    for name in ("api", "scorer", "drift-monitor"):
+        depends = services[name]["depends_on"]
+        assert depends["mlflow"]["condition"] == "service_healthy", name
+        assert depends["kafka-init"]["condition"] == "service_completed_successfully", name
+    assert services["kafka"]["image"] == services["kafka-init"]["image"] == "apache/kafka:4.1.1"
+    assert "ticks.predictions:3" in " ".join(services["kafka-init"]["command"])
+
+
+def test_the_rollback_inside_the_stack_asks_the_services_where_they_listen(compose):
+    services = compose["services"]
+    for name in ("api", "scorer"):
+        env = services[name]["environment"]
+        assert env["API_URL"] == f"http://api:{SERVING['api']}"
+        assert env["SCORER_METRICS_URL"] == f"http://scorer:{SERVING['scorer']}/metrics"

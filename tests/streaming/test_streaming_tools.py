@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -105,7 +106,8 @@ def test_compose_file_is_valid_for_docker_compose():
     tool = shutil.which("docker-compose")
     assert tool, "docker-compose is not installed: run `make compose-tool` (make test does)"
     result = subprocess.run([tool, "-f", "docker/compose.yaml", "config"], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "GRAFANA_ADMIN_PASSWORD": "test"})  # required by the stack
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
@@ -117,8 +119,9 @@ def test_compose_file_is_valid_for_docker_compose():
             assert str(port.get("host_ip", port) if isinstance(port, dict) else port).startswith("127.0.0.1"), name
     for name in live - {"kafka-init"}:
         assert "healthcheck" in services[name] and services[name]["restart"] == "unless-stopped", name
+    assert services["ingestor"]["build"]["dockerfile"].endswith("Dockerfile.ingestor")
+    assert services["featurizer"]["image"] == services["ingestor"]["image"]  # built once, by the ingestor
     for name in ("ingestor", "featurizer"):
-        assert services[name]["build"]["dockerfile"].endswith("Dockerfile.ingestor")
         assert services[name]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
     dockerfile = (REPO_ROOT / "docker" / "Dockerfile.ingestor").read_text()
     assert "FROM python:3.11-slim" in dockerfile and "\nUSER app" in dockerfile
