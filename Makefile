@@ -31,6 +31,8 @@ $(STAMP): requirements.txt pyproject.toml
 	@echo "== installing this project (editable)"
 	$(PY) -m pip install --quiet --no-deps -e .
 	@$(PY) -c 'import xgboost' 2>/dev/null || echo "WARNING: xgboost does not load. On macOS install its OpenMP runtime: brew install libomp"
+	@echo "== compiling the feature kernels once (numba caches them; about a minute)"
+	$(PY) -c "from features.replay import warm_up; warm_up()"
 	@touch $(STAMP)
 	@echo "== ready: $(PY)"
 

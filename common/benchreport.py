@@ -39,6 +39,13 @@ def status(value: float, *, at_least: float | None = None, below: float | None =
     return MET if ok else NOT_MET
 
 
+def load_average() -> float:
+    """The machine's load average over the last minute, to print beside a figure taken on a shared machine."""
+    import os
+
+    return os.getloadavg()[0]
+
+
 def write_section(name: str, body: str, report: Path | None = None) -> Path:
     """Replace (or append) the section delimited by markers named ``name``; return the file written."""
     report = report or REPORT

@@ -8,8 +8,12 @@ last tick is at or after t + 60 s (otherwise the future is not fully observed).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas only in annotations: processes that replay need not import it
+    import pandas as pd
 
 
 def sigma_column(horizon_s: float) -> str:

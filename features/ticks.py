@@ -205,8 +205,12 @@ def _make_tick(
         _optional_float(bid_qty, "best_bid_qty"),
         _optional_float(ask_qty, "best_ask_qty"),
         _optional_float(volume, "volume_24h"),
-        sequence_num if type(sequence_num) is int else None,
+        sequence_num if type(sequence_num) is int and _MIN_SEQUENCE < sequence_num <= _MAX_INT64 else None,
     )
+
+
+_MAX_INT64 = 2**63 - 1
+_MIN_SEQUENCE = -(2**63)  # the lowest 64-bit integer marks an absent sequence number in columns
 
 
 _INF = float("inf")
@@ -261,7 +265,16 @@ def _optional_time(value: Any) -> int | None:
 def parse_time_ns(value: Any) -> int:
     """ISO-8601 text (naive = UTC, fraction kept to the ns) or epoch s/ms/us/ns number -> ns.
 
-    The fast path caches the epoch of each 'YYYY-MM-DDTHH:MM:SS' prefix: recorded ticks
+    Times must lie from 1970 to 2262 (ns since 1970 in 64 bits); others are not market data.
+    """
+    ns = _time_ns(value)
+    if not 0 <= ns <= _MAX_INT64:
+        raise ValueError(f"not a time from 1970 to 2262: {value!r}")
+    return ns
+
+
+def _time_ns(value: Any) -> int:
+    """The fast path caches the epoch of each 'YYYY-MM-DDTHH:MM:SS' prefix: recorded ticks
     arrive a few per second, so most lookups hit.
     """
     if type(value) is not str:

@@ -35,6 +35,7 @@ FRAMES = REPO_ROOT / "data" / "sample" / "btcusd-2026-04-05-frames" / "BTC_USD.n
 FLAT = REPO_ROOT / "data" / "sample" / "btcusd-2025-12"
 WARMUP_S = 5.0  # the first seconds of the live run: connections and metadata settle
 TARGET_TICKS_PER_S = 10_000  # featurizer throughput
+TARGET_COMPILED_TICKS_PER_S = 30_000  # the same, once the feature fold is compiled
 TARGET_P99_MS = 50.0  # frame receipt to feature row readable, at live rate
 
 
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 def render(results: dict, load: str) -> str:
     tp, live, replay = results["throughput"], results["live"], results["replay"]
     met_tp = status(tp.featurize_per_s, at_least=TARGET_TICKS_PER_S)
+    met_compiled = status(tp.featurize_per_s, at_least=TARGET_COMPILED_TICKS_PER_S)
     met_p99 = status(live.p99_ms, below=TARGET_P99_MS)
     return f"""## Streaming: Apache Kafka + featurizer
 
@@ -104,6 +106,7 @@ the offline market (`streaming/market.py`) as the Coinbase endpoint.
 | measure | value | target | met |
 |---|---|---|---|
 | featurizer throughput, ticks.raw -> rows readable on ticks.features | **{tp.featurize_per_s:,.0f} ticks/s** ({tp.rows:,} rows from {tp.records:,} records) | >= {TARGET_TICKS_PER_S:,} ticks/s | {met_tp} |
+| ... the same, against the target for the compiled feature fold | | >= {TARGET_COMPILED_TICKS_PER_S:,} ticks/s | {met_compiled} |
 | ... per CPU second of the featurizer process | {tp.rows / tp.cpu_s:,.0f} ticks | | |
 | ... from the featurizer's start (imports, group join) to the last row | {tp.whole_run_s:.1f} s | | |
 | loading ticks.raw (one producer, acks=all), for reference | {tp.produce_per_s:,.0f} records/s | | |

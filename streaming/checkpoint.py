@@ -40,7 +40,7 @@ class PartitionCheckpoint:
     topic_id: str | None  # the input topic's id: offsets mean nothing in a re-created topic
     partition: int
     offset: int  # next offset to read
-    states: dict  # product -> ProductState, for the products keyed to this partition
+    states: dict  # product -> NativeState (ProductState in older checkpoints), for this partition's products
     summary: Summary
     next_part: int
     recent: bytes = b""  # RecentRecords.dump(): digests of the latest raw records

@@ -1,7 +1,7 @@
 """The live feature consumer: ticks.raw -> FeaturePipeline -> ticks.features, Parquet parts, DLQ.
 
-Every raw record goes through ``FeaturePipeline.process``, the call replay makes, so the rows
-equal replay's for the same records. Records are keyed by product, so one product lives in one
+The records each poll returns for a partition go through ``FeaturePipeline.process_batch`` as
+one micro-batch, the pipeline replay feeds, so the rows equal replay's for the same records. Records are keyed by product, so one product lives in one
 partition and the feature state is kept per partition (``OwnedPartition``): a partition can
 move to another featurizer of the group with its state (streaming/checkpoint.py).
 
@@ -40,7 +40,7 @@ from kafka.structs import OffsetAndMetadata
 
 from common.kafka import close_quietly, dlq_record, ensure_topics, make_consumer
 from features.online import FeatureSpec
-from features.pipeline import FeaturePipeline, Summary
+from features.pipeline import FeatureBatch, FeaturePipeline, Summary
 from streaming.checkpoint import (
     FeaturizerError,
     PartitionCheckpoint,
@@ -113,7 +113,7 @@ class OwnedPartition:
         self.offset = offset  # next offset to read; None until the first record (no checkpoint)
         self.next_part = next_part
         self.topic_id = topic_id
-        self.rows: list[list] = []
+        self.batches: list[FeatureBatch] = []  # rows computed since the last flush
         self.dirty = False  # records processed since the last flush
 
 
@@ -179,8 +179,7 @@ class Featurizer:
                     owned = self.owned.get(tp.partition)
                     if owned is None:
                         continue  # revoked meanwhile; the next owner reads these again
-                    for message in records:
-                        self._process(owned, message)
+                    self._process(owned, records)
                 self._ship()
                 now = time.monotonic()
                 if self._rows_pending() >= s.flush_rows or now - last_flush >= s.flush_s:
@@ -203,41 +202,52 @@ class Featurizer:
         return self.stats
 
     def _rows_pending(self) -> int:
-        return sum(len(o.rows) for o in self.owned.values())
+        return sum(len(b) for o in self.owned.values() for b in o.batches)
 
     def status(self) -> str:
         return (f"records {self.stats.records}, rows {self.stats.rows}, dlq {self.stats.dlq}, "
                 f"partitions {sorted(self.owned)}" + (f", waiting for {sorted(self.waiting)}" if self.waiting else ""))
 
-    def _process(self, owned: OwnedPartition, message: Any) -> None:
-        value = message.value if message.value is not None else b""
-        owned.offset = message.offset + 1
-        owned.dirty = True
+    def _process(self, owned: OwnedPartition, messages: list[Any]) -> None:
+        """One partition's records of a poll: drop exact repeats, then one pipeline call for the rest."""
         stats = self.stats
-        stats.records += 1
-        if owned.recent.repeat(value):
-            stats.redelivered += 1
+        fresh: list[tuple[Any, bytes]] = []
+        for message in messages:
+            value = message.value if message.value is not None else b""
+            stats.records += 1
+            if owned.recent.repeat(value):
+                stats.redelivered += 1
+            else:
+                fresh.append((message, value))
+        if not messages:
             return
-        rows, rejections = owned.pipeline.process(value)
-        if rows:
-            stamp = received_at(value)
-            for row in rows:
-                record = dict(zip(self.columns, row))
+        owned.offset = messages[-1].offset + 1
+        owned.dirty = True
+        if not fresh:
+            return
+        batch, rejections = owned.pipeline.process_batch([value for _, value in fresh])
+        if len(batch):
+            topic_out, columns = self.settings.topic_out, self.columns
+            for row, line in zip(batch.rows(), batch.line.tolist()):
+                record = dict(zip(columns, row))
+                stamp = received_at(fresh[line][1])
                 if stamp is not None:
                     record["received_at"] = stamp
-                self._send(self.settings.topic_out, row[0].encode(), orjson.dumps(record))
-                owned.rows.append(row)
-            stats.rows += len(rows)
-        for rejection in rejections:
-            stats.dlq += 1
-            if self._logged_rejections < MAX_LOGGED_REJECTIONS:
-                self._logged_rejections += 1
-                log.warning("rejected %s[%d]@%d: %s (%s)", message.topic, message.partition, message.offset,
-                            rejection.reason, rejection.detail[:200])
-            self._send(self.settings.topic_dlq, message.key or b"", dlq_record(
-                rejection.reason, rejection.detail, value, "featurizer", time.time_ns(),
-                topic=message.topic, partition=message.partition, offset=message.offset,
-                key=(message.key or b"").decode("utf-8", "replace")))
+                self._send(topic_out, row[0].encode(), orjson.dumps(record))
+            owned.batches.append(batch)
+            stats.rows += len(batch)
+        for line in sorted(rejections):
+            message, value = fresh[line]
+            for rejection in rejections[line]:
+                stats.dlq += 1
+                if self._logged_rejections < MAX_LOGGED_REJECTIONS:
+                    self._logged_rejections += 1
+                    log.warning("rejected %s[%d]@%d: %s (%s)", message.topic, message.partition, message.offset,
+                                rejection.reason, rejection.detail[:200])
+                self._send(self.settings.topic_dlq, message.key or b"", dlq_record(
+                    rejection.reason, rejection.detail, value, "featurizer", time.time_ns(),
+                    topic=message.topic, partition=message.partition, offset=message.offset,
+                    key=(message.key or b"").decode("utf-8", "replace")))
 
     def _send(self, topic: str, key: bytes, value: bytes) -> None:
         self._outbox.append((topic, key, value))
@@ -289,7 +299,7 @@ class Featurizer:
         """The partition's part and checkpoint as of now (the state moves on while they are written)."""
         s = self.settings
         part = None
-        if owned.rows:
+        if owned.batches:
             part = part_path(s.out_dir, owned.partition, owned.next_part)
             owned.next_part += 1
             self.stats.parts += 1
@@ -297,9 +307,9 @@ class Featurizer:
         checkpoint = PartitionCheckpoint(self.spec, s.topic_in, owned.topic_id, owned.partition, owned.offset,
                                          owned.pipeline.states, owned.pipeline.summary, owned.next_part,
                                          owned.recent.dump())
-        flush = PartitionFlush(owned.partition, part, owned.rows, checkpoint_path(s.out_dir, owned.partition),
+        flush = PartitionFlush(owned.partition, part, owned.batches, checkpoint_path(s.out_dir, owned.partition),
                                pickle.dumps(checkpoint, protocol=pickle.HIGHEST_PROTOCOL), owned.offset)
-        owned.rows = []
+        owned.batches = []
         owned.dirty = False
         return flush
 
@@ -385,7 +395,7 @@ class Featurizer:
                 f"{s.topic_in} was deleted and created again since {checkpoint_path(s.out_dir, partition)} was "
                 f"written (topic id {self._topic_id}, was {checkpoint.topic_id}): its offsets mean nothing now. "
                 f"Move {s.out_dir} away to start afresh (an in-memory demo broker loses its topics on restart)")
-        pipeline.states = checkpoint.states
+        pipeline.restore(checkpoint.states)
         pipeline.summary = checkpoint.summary
         log.info("%s[%d]: restored the state of %d products; resuming at offset %d",
                  s.topic_in, partition, len(checkpoint.states), checkpoint.offset)

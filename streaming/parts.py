@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from features.online import FeatureSpec
-from features.replay import TableBuilder, write_parquet
+from features.pipeline import feature_schema
+from features.replay import ParquetRows
 from streaming.checkpoint import FeaturizerError, write_atomically
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 class PartitionFlush:
     partition: int
     part: Path | None  # None: no new rows (the checkpoint still moves on)
-    rows: list
+    batches: list  # FeatureBatch, in order
     checkpoint_path: Path
     checkpoint: bytes  # pickled PartitionCheckpoint, a snapshot taken at the flush
     offset: int  # next offset to read, committed to the group once written
@@ -68,9 +69,9 @@ class PartsWriter:
 
     def _write(self, flush: PartitionFlush) -> None:
         if flush.part is not None:
-            builder = TableBuilder(self.spec)
-            builder.extend(flush.rows)
-            write_parquet(builder.to_pandas(), flush.part)
+            part = ParquetRows(flush.part, feature_schema(self.spec))
+            part.write(batch.to_arrow() for batch in flush.batches)
+            part.close()
         write_atomically(flush.checkpoint_path, flush.checkpoint)
 
     def take_written(self) -> dict[int, int]:

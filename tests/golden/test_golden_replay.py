@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.labels import sigma_column
-from features.replay import read_lines, replay
+from features.labels import add_future_sigma, sigma_column
+from features.online import ProductState, update
+from features.replay import read_lines, replay, replay_to_parquet
 from features.ticks import parse_line
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,6 +63,71 @@ def test_script_output_equals_in_process_replay(tmp_path, cfg, flat_replay):
     assert report["accepted"] == summary.accepted
     assert report["segments"] == summary.segments
     assert report["rows_with_label"] == int(table[sigma_column(cfg.label.horizon_s)].notna().sum())
+
+
+# --- the compiled path against the specification ------------------------------------------
+
+
+def reference_replay(files: list[Path], spec, horizon_s: float) -> pd.DataFrame:
+    """The specification end to end: parse_line and features.online.update line by line, then the labels."""
+    states: dict[str, ProductState] = {}
+    rows = []
+    for path in files:
+        for line in read_lines(path):
+            record = parse_line(line)
+            for tick in record.ticks:
+                state = states.get(tick.product_id)
+                if state is None:
+                    state = states[tick.product_id] = ProductState(spec)
+                row = update(state, tick, record.new_segment)
+                if isinstance(row, list):
+                    rows.append(row)
+    table = pd.DataFrame(rows, columns=list(spec.columns))
+    for name in ("ts", "segment"):
+        table[name] = pd.to_datetime(table[name].astype("int64"), unit="ns", utc=True)
+    return add_future_sigma(table, horizon_s)
+
+
+def assert_same_table_bit_for_bit(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    for name in expected.columns:
+        if expected[name].dtype == "float64":  # the sign of zero and every last bit too
+            np.testing.assert_array_equal(got[name].to_numpy().view("int64"), expected[name].to_numpy().view("int64"),
+                                          err_msg=name)
+
+
+@pytest.mark.parametrize("dataset", ["flat", "frames", "exchange"])
+def test_compiled_replay_equals_the_specification_bit_for_bit(request, cfg, dataset):
+    files = request.getfixturevalue("flat_files") if dataset == "flat" else [request.getfixturevalue(f"{dataset}_file")]
+    table, _ = request.getfixturevalue(f"{dataset}_replay")
+    assert_same_table_bit_for_bit(table, reference_replay(files, cfg.features, cfg.label.horizon_s))
+
+
+def test_parallel_replay_writes_the_sequential_table(tmp_path, cfg, flat_files, flat_replay):
+    """Files that share no segment go to two processes; the Parquet file holds the same rows in the same order."""
+    table, summary = flat_replay
+    result = replay_to_parquet(flat_files, tmp_path / "p.parquet", cfg.features, cfg.label.horizon_s, jobs=2)
+    assert_same_table_bit_for_bit(pd.read_parquet(tmp_path / "p.parquet"), table)
+    assert result.summary.as_dict() == summary.as_dict()
+    assert result.rows == len(table)
+
+
+def test_without_numba_the_kernels_run_as_python_and_give_the_same_rows(tmp_path, cfg):
+    """Where numba does not install (Intel macOS), replay runs the same kernels as Python: same table."""
+    files = [REPO / "tests" / "data" / "exchange-2025-11-27-head.ndjson.gz",
+             REPO / "tests" / "data" / "btcusd-2026-04-05-frames.ndjson.gz"]
+    out = tmp_path / "python.parquet"
+    code = ("import runpy, sys\n"
+            "sys.modules['numba'] = None  # as if it were not installed\n"
+            "from features.jit import COMPILED\n"
+            "assert not COMPILED\n"
+            f"sys.argv = ['replay.py', '--no-progress', '--out', {str(out)!r}, '--raw', "
+            f"{', '.join(repr(str(f)) for f in files)}]\n"
+            "runpy.run_path('scripts/replay.py', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    compiled, _ = replay(files, cfg.features, cfg.label.horizon_s)
+    assert_same_table_bit_for_bit(pd.read_parquet(out), compiled)
 
 
 # --- causal --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from features.labels import sigma_column
 from features.online import FeatureSpec
+from features.parallel import chains, file_bounds
 from features.replay import InputFileError, expand_inputs, read_lines, replay
 
 SPEC = FeatureSpec()
@@ -111,3 +112,27 @@ def test_table_keeps_nanosecond_timestamps(tmp_path):
     table, _ = replay([write(tmp_path / "f.ndjson", [line])], SPEC)
     assert table["ts"].iloc[0] == pd.Timestamp("2026-04-05T22:35:14.009945409Z")
     assert table["ts"].iloc[0].value % 1_000_000_000 == 9_945_409
+
+
+S = 1_000_000_000
+SECONDS_0100 = 1_764_982_800 * S  # 2025-12-06T01:00:00Z
+
+
+def product_line(product: str, stamp: str, bid: float = 100.0) -> bytes:
+    return flat_line(stamp, bid, bid + 0.5).replace(b'"BTC-USD"', f'"{product}"'.encode())
+
+
+def test_only_files_that_share_no_segment_are_replayed_apart(tmp_path):
+    """A cut between files is safe only when every product's next tick there starts a new segment."""
+    files = [
+        write(tmp_path / "0.ndjson", [product_line("X", "01:00:00"), product_line("X", "01:00:10")]),
+        write(tmp_path / "1.ndjson", [product_line("X", "01:00:35")]),  # 25 s after: the same segment
+        write(tmp_path / "2.ndjson", [product_line("X", "01:02:00"), product_line("Y", "01:02:00")]),  # 85 s after
+        write(tmp_path / "3.ndjson", [product_line("Y", "01:03:00")]),  # Y's gap is 60 s, but X ...
+        write(tmp_path / "4.ndjson", [product_line("X", "01:02:20")]),  # ... goes on from file 2 here
+        write(tmp_path / "5.ndjson", [product_line("Y", "01:05:00"), product_line("X", "01:01:00")]),  # a late X tick
+        write(tmp_path / "6.ndjson", [product_line("Z", "00:00:00")]),  # a product never seen before
+    ]
+    bounds = [file_bounds(path) for path in files]
+    assert bounds[0] == {"X": (SECONDS_0100, SECONDS_0100 + 10 * S)}
+    assert chains(bounds, 30 * S) == [[0, 1], [2, 3, 4, 5], [6]]
