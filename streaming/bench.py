@@ -168,6 +168,25 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (Linux /proc), such as the featurizer's producer process."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return children
+
+
+def family_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of a process and of each of its children, by pid."""
+    times = {p: cpu_seconds(p) for p in (pid, *child_pids(pid))}
+    return {p: t for p, t in times.items() if t is not None}
+
+
 def jvm_heap_mb(pid: int) -> tuple[float, float] | None:
     """A JVM's committed heap and its old generation's use, in MB, from the JDK's ``jstat -gc``.
 
@@ -367,6 +386,7 @@ class Throughput:
     featurize_per_s: float  # rows readable per second, first row to last
     whole_run_s: float  # featurizer start (imports, group join) to the last row
     cpu_s: float  # CPU time the featurizer process used
+    producer_cpu_s: float  # CPU time its producer process (a child) used
 
 
 def preload_records(frames: list[dict]) -> list[bytes]:
@@ -391,7 +411,7 @@ def throughput_run(records: list[bytes], workdir: Path, spec: FeatureSpec, timeo
         producer.close()
         launched = time.monotonic()
         service = featurizer(kafka.bootstrap, workdir)
-        cpu_before = cpu_seconds(service.pid) or 0.0
+        cpu_before = family_cpu_seconds(service.pid)
         rows, first, last = 0, None, None
         deadline = time.monotonic() + timeout_s
         while rows < expected and time.monotonic() < deadline:
@@ -400,7 +420,9 @@ def throughput_run(records: list[bytes], workdir: Path, spec: FeatureSpec, timeo
                 first = first if first is not None else now
                 last = now
                 rows += len(batch)
-        cpu_s = (cpu_seconds(service.pid) or 0.0) - cpu_before
+        cpu_after = family_cpu_seconds(service.pid)
+        cpu_s = cpu_after.get(service.pid, 0.0) - cpu_before.get(service.pid, 0.0)
+        producer_cpu_s = sum(t - cpu_before.get(p, 0.0) for p, t in cpu_after.items() if p != service.pid)
     finally:
         if service is not None:
             service.stop()
@@ -408,4 +430,5 @@ def throughput_run(records: list[bytes], workdir: Path, spec: FeatureSpec, timeo
         kafka.stop()
     if rows < expected or first is None or last is None or last <= first:
         raise RuntimeError(f"only {rows} of {expected} rows arrived; see {workdir}/featurizer.err")
-    return Throughput(len(records), rows, len(records) / produce_s, rows / (last - first), last - launched, cpu_s)
+    return Throughput(len(records), rows, len(records) / produce_s, rows / (last - first), last - launched, cpu_s,
+                      producer_cpu_s)
