@@ -3,8 +3,8 @@
 kafka-python builds record batches in pure Python: ``send()`` costs about as much as computing
 a feature row, and both hold the same interpreter lock. The featurizer hands its rows to this
 child in chunks over a pipe and asks it to flush at every checkpoint; the child sends them in
-order (one idempotent producer), retries on its own until the broker acknowledges everything,
-and answers. If the child dies, the featurizer starts another and sends the unacknowledged
+order (one idempotent producer at a time, replaced when it stops delivering), retries on its own
+until the broker acknowledges everything, and answers. If the child dies, the featurizer starts another and sends the unacknowledged
 records again (at least once, in order).
 """
 
@@ -22,6 +22,7 @@ from kafka.errors import KafkaError
 from common.kafka import BrokerUnavailable, KeyPartitioner, close_quietly, ensure_topics, make_producer
 
 log = logging.getLogger(__name__)
+ATTEMPT_S = 10.0  # a producer that delivers nothing pending in this long is replaced
 
 Record = tuple[str, bytes, bytes]  # topic, key, value
 
@@ -127,17 +128,25 @@ class _Sender:
             return None
 
     def send(self, records: list[Record]) -> None:
+        if self.producer is None and self.pending:  # after a failed flush: behind the records it resends
+            self.pending.extend((record, None) for record in records)
+            return
         for record in records:
             self.pending.append((record, self._send_one(record)))
 
     def flush(self, timeout_s: float) -> bool:
-        """Wait for every pending record, resending the failed ones in order, until ``timeout_s``."""
+        """Wait for every pending record, resending the failed ones in order, until ``timeout_s``.
+
+        A producer that has not delivered within ``ATTEMPT_S`` is replaced, never waited on again:
+        after its batches expired in an outage, kafka-python's idempotent producer can stay stuck
+        with no producer id, although the broker is back.
+        """
         deadline = time.monotonic() + timeout_s
         delay = 0.5
         while True:
             if self.producer is not None:
                 try:
-                    self.producer.flush(timeout=max(0.1, min(30.0, deadline - time.monotonic())))
+                    self.producer.flush(timeout=max(0.1, min(ATTEMPT_S, deadline - time.monotonic())))
                 except KafkaError as exc:
                     log.warning("flush failed: %s", exc)
             failed = [i for i, (_, future) in enumerate(self.pending)
@@ -145,11 +154,11 @@ class _Sender:
             if not failed:
                 self.pending.clear()
                 return True
-            if time.monotonic() + delay > deadline:
-                return False
-            log.warning("%d records not acknowledged by %s; retrying in %.1f s", len(failed), self.bootstrap, delay)
-            close_quietly([self.producer])
+            close_quietly([self.producer])  # its pending futures fail; the records are kept here
             self.producer = None
+            if time.monotonic() + delay > deadline:
+                return False  # the next flush sends them again, with a new producer
+            log.warning("%d records not acknowledged by %s; retrying in %.1f s", len(failed), self.bootstrap, delay)
             time.sleep(delay)
             delay = min(delay * 2, 15.0)
             for i in failed:  # in order; the first attempt may still arrive (at least once)

@@ -154,3 +154,46 @@ def test_recent_records_drop_exact_repeats_within_the_window_and_survive_a_check
     assert restored.repeat(b"c") and restored.repeat(b"b")
     assert not restored.repeat(b"d")  # pushes "a" out of the window
     assert not restored.repeat(b"a")
+
+
+class _Future:
+    def __init__(self, done: bool) -> None:
+        self.is_done = done
+
+    def failed(self) -> bool:
+        return False
+
+
+class _StubProducer:
+    """A producer whose records are acknowledged at once, or never (stuck, as after expired batches)."""
+
+    def __init__(self, delivers: bool) -> None:
+        self.delivers, self.sent, self.closed = delivers, [], False
+
+    def send(self, topic, key, value, partition):
+        self.sent.append(value)
+        return _Future(self.delivers)
+
+    def flush(self, timeout):
+        pass
+
+
+def test_a_producer_that_stops_delivering_is_replaced_and_its_records_sent_again_in_order(monkeypatch):
+    from streaming import producer_process
+
+    producers = [_StubProducer(delivers=False), _StubProducer(delivers=True)]
+    made = iter(producers)
+    monkeypatch.setattr(producer_process, "ensure_topics", lambda bootstrap, topics: None)
+    monkeypatch.setattr(producer_process, "make_producer", lambda bootstrap, **options: next(made))
+    monkeypatch.setattr(producer_process, "KeyPartitioner", lambda producer, topic: lambda key: 0)
+    monkeypatch.setattr(producer_process, "close_quietly",
+                        lambda clients: [setattr(c, "closed", True) for c in clients if c is not None])
+    monkeypatch.setattr(producer_process.time, "sleep", lambda s: None)
+    sender = producer_process._Sender("127.0.0.1:1", {"t": 1}, {})
+
+    sender.send([("t", b"k", b"1"), ("t", b"k", b"2")])
+    assert not sender.flush(timeout_s=0.2)  # nothing acknowledged: the stuck producer is dropped
+    assert producers[0].closed and sender.producer is None
+    sender.send([("t", b"k", b"3")])  # queued behind the two it must send again
+    assert sender.flush(timeout_s=5.0)
+    assert producers[1].sent == [b"1", b"2", b"3"] and not sender.pending
