@@ -230,7 +230,12 @@ def open_phase(base: str, bodies: list[bytes], name: str, rate: float, count: in
 
 
 async def _stream(base: str, head: bytes, body_chunks, timeout_s: float) -> tuple[int, int, float]:
-    """Send a body chunk by chunk while reading the answer: (status, bytes sent, seconds to the answer)."""
+    """Send a body chunk by chunk while reading the answer: (status, bytes sent, seconds to the answer).
+
+    As an HTTP client should, it stops sending once an answer came: a server that refused the body
+    reads on only so far (a lingering close), and data sent past that resets the connection, which
+    can discard the answer before it is read.
+    """
     parsed = urlparse(base)
     reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
     sent = 0
@@ -244,6 +249,7 @@ async def _stream(base: str, head: bytes, body_chunks, timeout_s: float) -> tupl
                 writer.write(chunk)
                 await writer.drain()
                 sent += len(chunk)
+                await asyncio.sleep(0)  # drain() need not yield: let the reader see an early answer
         except OSError:  # the server stopped reading and closed
             return
 
