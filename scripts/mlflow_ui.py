@@ -2,7 +2,7 @@
 
     python scripts/mlflow_ui.py [--port 5000] [--host 127.0.0.1] [--mlflow-uri URI]     (make mlflow-ui)
 
-MLflow 3 opens on its GenAI pages ("Traces") unless told otherwise: the address printed opens
+MLflow 3 opens on its "Traces" pages unless told otherwise: the address printed opens
 the experiment's training runs, and the experiment is marked as model development so the UI
 keeps to runs and models. The server runs with this venv's MLflow until Ctrl-C.
 """

@@ -1,4 +1,4 @@
-"""make mlflow-ui: a real MLflow server on the project's store, opened at the runs, not the GenAI pages."""
+"""make mlflow-ui: a real MLflow server on the project's store, opened at the runs, not the trace pages."""
 
 from __future__ import annotations
 
