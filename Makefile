@@ -59,7 +59,7 @@ BENCH_STEPS := bench_replay.py bench_models.py bench_streaming.py probe_brokers.
                "load_test.py --workers 1" "load_test.py --workers 2" \
                "bench_outage.py --runs 10" "bench_soak.py --minutes $(SOAK_MINUTES)"
 
-bench: setup  ## benchmarks, about 80 minutes (a 30-minute soak, 10 outage runs); figures go to reports/benchmarks.local.md (not tracked)
+bench: setup  ## benchmarks, about 65 minutes (a 30-minute soak, 10 outage runs); figures go to reports/benchmarks.local.md (not tracked)
 	@failed=""; for step in $(BENCH_STEPS); do \
 		echo "== scripts/$$step"; $(PY) scripts/$$step || failed="$$failed scripts/$$step;"; \
 	done; [ -z "$$failed" ] || { echo "failed:$$failed see their output above"; exit 1; }

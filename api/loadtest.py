@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pandas as pd
 
 from api.loadgen import NO_ANSWER, Results, Target, closed_loop, open_loop, run, sequential, served
 from common.config import REPO_ROOT
+from common.net import free_port
 
 CLIENTS = [f"127.0.1.{i}" for i in range(1, 65)]  # the load comes from many clients, as it would in service
 
@@ -58,11 +58,6 @@ def feature_rows(path: Path, features: tuple[str, ...], count: int) -> list[dict
 def payloads(rows: list[dict], batch_rows: int) -> list[bytes]:
     return [orjson.dumps({"rows": rows[i:i + batch_rows]}) for i in range(0, len(rows) - batch_rows + 1, batch_rows)]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ApiProcess:

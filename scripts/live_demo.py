@@ -22,7 +22,6 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
 
 import httpx
 import orjson
@@ -31,6 +30,7 @@ from kafka import TopicPartition
 from common.config import REPO_ROOT, ConfigError, load_config
 from common.kafka import ensure_topics, make_consumer, tame_client_logs, topic_partitions
 from common.logs import setup_logging
+from common.net import free_port
 from features.ticks import parse_time_ns
 from streaming.apache_kafka import ApacheKafka
 from streaming.broker import BrokerError, TansuBroker
@@ -48,11 +48,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, service: Service, timeout_s: float = 60.0) -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 from common.benchreport import machine_line, write_section
 from common.kafka import tame_client_logs
 from common.logs import setup_logging
-from streaming.apache_kafka import ApacheKafka, KAFKA_VERSION, free_port
+from common.net import free_port
+from streaming.apache_kafka import ApacheKafka, KAFKA_VERSION
 from streaming.bench import LoadWatch
 from streaming.broker import BrokerError, TansuBroker
 from streaming.broker_probe import Finding, probe_all

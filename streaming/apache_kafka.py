@@ -25,6 +25,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from common.config import REPO_ROOT
+from common.net import free_port
 from streaming.broker import BrokerError, stop_pid
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,6 @@ def fetch_jars(cache_dir: Path = CACHE_DIR) -> Path:
     done.write_text(KAFKA_VERSION + "\n")
     return libs
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_properties(port: int, controller_port: int, data_dir: Path) -> str:

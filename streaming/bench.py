@@ -30,7 +30,8 @@ from common.kafka import ensure_topics, make_consumer, make_producer
 from features.online import FeatureSpec
 from features.pipeline import FeaturePipeline
 from features.ticks import parse_time_ns, raw_record
-from streaming.apache_kafka import ApacheKafka, free_port
+from common.net import free_port
+from streaming.apache_kafka import ApacheKafka
 from streaming.market import MarketServer, frame_time_ns
 
 log = logging.getLogger(__name__)

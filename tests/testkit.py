@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,13 @@ import orjson
 import pytest
 
 from common.config import REPO_ROOT
+from common.net import free_port  # noqa: F401  (re-exported for the tests)
 
 PYTHON = sys.executable
 # Settings a developer may have exported; a test's subprocess gets only what the test passes.
 PROJECT_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "COINBASE_WS_URL", "MODEL_VARIANT",
                "MODEL_URI", "MODEL_VARIANT_FILE", "RATE_LIMIT_PER_MINUTE")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05):
